@@ -1,0 +1,1 @@
+"""Helpers for testing and benchmarking TinyChat: real nodes as subprocesses."""
