@@ -22,8 +22,7 @@ _unpack_header = HEADER.unpack_from
 
 def encode(message: Message) -> bytes:
     """One complete frame for `message`."""
-    body = message.encode_body()
-    return _pack_header(message.MSG_ID, len(body)) + body
+    return message.encode_frame()
 
 
 def decode_body(msg_id: int, body: bytes) -> Message:

@@ -9,7 +9,8 @@ A message is declared once, as a class whose fields name their wire type:
 
 The decorator makes it a slotted dataclass, builds its `construct` Struct,
 compiles it once, generates the converter from parsed containers to instances,
-and registers the id.  The codec, the spec in docs/protocol.md and the tests all
+generates the fast struct-based encoder and decoder (`fastcodec`), and
+registers the id.  The codec, the spec in docs/protocol.md and the tests all
 read these definitions, so there is nothing else to keep in step.
 """
 
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 from construct import Container, Struct
 
+from . import fastcodec
 from .wire import WireError, WireType
 
 
@@ -85,8 +87,21 @@ class Message(Wire):
     REPLY: ClassVar[type[Message] | None]
     ACCESS: ClassVar[Access | None]
 
+    def encode_frame(self) -> bytes:  # replaced per class by the generated encoder
+        """The whole frame, header included."""
+        raise NotImplementedError
+
     def encode_body(self) -> bytes:
-        """The body bytes, through the compiled builder."""
+        """The body bytes, through the generated encoder."""
+        return self.encode_frame()[6:]
+
+    @classmethod
+    def decode_body(cls, body: bytes) -> Message:  # replaced per class by the generated decoder
+        """Parse a body; raises on anything malformed."""
+        raise NotImplementedError
+
+    def encode_body_compiled(self) -> bytes:
+        """The body bytes, through construct's compiled builder."""
         out = io.BytesIO()
         if self.validate is not None:
             self.validate(self)
@@ -99,8 +114,8 @@ class Message(Wire):
         return out.getvalue()
 
     @classmethod
-    def decode_body(cls, body: bytes) -> Message:
-        """Parse a body with the compiled parser; raises on anything malformed."""
+    def decode_body_compiled(cls, body: bytes) -> Message:
+        """Parse a body with construct's compiled parser; raises on anything malformed."""
         stream = io.BytesIO(body)
         parsed = cls._parse(stream, _CONTEXT)
         if stream.tell() != len(body):
@@ -197,6 +212,8 @@ def message(
         compiled = cls.STRUCT.compile()
         cls._parse = staticmethod(compiled.parsefunc)
         cls._build = staticmethod(compiled.buildfunc)
+        cls.encode_frame = fastcodec.frame_encoder(cls)
+        cls.decode_body = staticmethod(fastcodec.body_decoder(cls))
         REGISTRY[msg_id] = cls
         return cls
 

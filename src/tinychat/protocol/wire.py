@@ -176,25 +176,30 @@ class WireType:
     record: type | None = None
     max_items: int | None = None
     check: Callable[[Any], None] | None = None
+    # How tinychat.protocol.fastcodec lays the field out: ("int", struct code), ("bool",),
+    # ("string", max bytes), ("bytes", max bytes), ("enum", struct code, enum), ("record", class),
+    # ("records", class, max items) or ("ids", max items).  It must say what `construct` says;
+    # the codec tests check the two against each other.
+    layout: tuple = ()
 
 
-U8 = WireType(Int8ub, "u8", 1)
-U16 = WireType(Int16ub, "u16", 2)
-U32 = WireType(Int32ub, "u32", 4)
-U64 = WireType(Int64ub, "u64", 8)
-BOOL = WireType(_StrictBool(), "bool", 1)
+U8 = WireType(Int8ub, "u8", 1, layout=("int", "B"))
+U16 = WireType(Int16ub, "u16", 2, layout=("int", "H"))
+U32 = WireType(Int32ub, "u32", 4, layout=("int", "I"))
+U64 = WireType(Int64ub, "u64", 8, layout=("int", "Q"))
+BOOL = WireType(_StrictBool(), "bool", 1, layout=("bool",))
 
 
 def String(max_bytes: int) -> WireType:
     """UTF-8 text of at most `max_bytes` bytes, prefixed by its u16 byte length."""
     if not 0 < max_bytes <= 0xFFFF:
         raise ValueError("string maximum must fit a u16 length prefix")
-    return WireType(_StrictString(max_bytes), f"string(≤{max_bytes})")
+    return WireType(_StrictString(max_bytes), f"string(≤{max_bytes})", layout=("string", max_bytes))
 
 
 def Bytes(max_bytes: int) -> WireType:
     """Raw bytes of at most `max_bytes`, prefixed by their u32 length."""
-    return WireType(_StrictBlob(max_bytes), f"bytes(≤{max_bytes})")
+    return WireType(_StrictBlob(max_bytes), f"bytes(≤{max_bytes})", layout=("bytes", max_bytes))
 
 
 def _member_check(enum: type[IntEnum]) -> Callable[[Any], None]:
@@ -209,18 +214,20 @@ def _member_check(enum: type[IntEnum]) -> Callable[[Any], None]:
 
 def Enum8(enum: type[IntEnum]) -> WireType:
     """A u8 whose value must be a member of `enum`."""
-    return WireType(Int8ub, f"u8 {enum.__name__}", 1, convert=enum, check=_member_check(enum))
+    return WireType(Int8ub, f"u8 {enum.__name__}", 1, convert=enum, check=_member_check(enum),
+                    layout=("enum", "B", enum))
 
 
 def Enum16(enum: type[IntEnum]) -> WireType:
     """A u16 whose value must be a member of `enum`."""
-    return WireType(Int16ub, f"u16 {enum.__name__}", 2, convert=enum, check=_member_check(enum))
+    return WireType(Int16ub, f"u16 {enum.__name__}", 2, convert=enum, check=_member_check(enum),
+                    layout=("enum", "H", enum))
 
 
 def Record(record: type) -> WireType:
     """A nested record, laid out inline."""
     return WireType(record.STRUCT, record.__name__, record.SIZE, convert=record.from_container,
-                    record=record, check=record.validate)
+                    record=record, check=record.validate, layout=("record", record))
 
 
 def U64List(max_items: int) -> WireType:
@@ -236,7 +243,7 @@ def U64List(max_items: int) -> WireType:
             raise WireError(f"list of {len(items)} items exceeds its maximum of {max_items}")
 
     return WireType(PrefixedArray(Int16ub, Int64ub), f"list(≤{max_items}) of u64", convert=convert,
-                    max_items=max_items, check=check)
+                    max_items=max_items, check=check, layout=("ids", max_items))
 
 
 def ListOf(record: type, max_items: int) -> WireType:
@@ -264,4 +271,5 @@ def ListOf(record: type, max_items: int) -> WireType:
         record=record,
         max_items=max_items,
         check=check,
+        layout=("records", record, max_items),
     )
