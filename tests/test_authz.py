@@ -199,7 +199,7 @@ CROSS_USER: dict[type[Message], str] = {
     ListGroups: "test_groups_keep_outsiders_out_and_members_in_their_role",
     ListGroupMembers: "test_groups_keep_outsiders_out_and_members_in_their_role",
     BeginUpload: "test_knowing_a_files_hash_does_not_grant_reading_it",
-    UploadChunk: "test_files_are_read_only_by_uploaders_and_thread_members",
+    UploadChunk: "test_a_partial_upload_is_neither_shown_to_nor_touched_by_another_user",
     Download: "test_files_are_read_only_by_uploaders_and_thread_members",
     SendAttachment: "test_files_are_read_only_by_uploaders_and_thread_members",
 }
@@ -342,13 +342,87 @@ def test_files_are_read_only_by_uploaders_and_thread_members(trio):
     assert refusal(carol, UploadChunk, blob_id=digest, offset=0, data=b"junk") is ErrorCode.BLOB_NOT_FOUND
 
 
-@pytest.mark.xfail(strict=True, reason="BEGIN_UPLOAD of a known hash and size completes at once and makes the "
-                   "caller an uploader, who may then download a file they never had (reported to the lead)")
+def _send_chunks(client: SyncClient, blob_id: str, data: bytes, offset: int, chunk: int) -> list[Any]:
+    """UPLOAD_CHUNK from `offset` to the end, one at a time: each answer, or the code of the first refusal."""
+    conn = client.client.connection
+    answers: list[Any] = []
+    while offset < len(data):
+        def send(at: int = offset) -> Any:
+            return conn.request(UploadChunk, blob_id=blob_id, offset=at, data=data[at:at + chunk]).addErrback(
+                lambda f: f.trap(ServerError) and f.value.code)
+
+        state = call(send)
+        if isinstance(state, ErrorCode):
+            return [*answers, state]
+        assert state.complete == (state.offset == len(data))
+        answers.append(state.offset)
+        offset = state.offset
+    return answers
+
+
 def test_knowing_a_files_hash_does_not_grant_reading_it(users: Users):
-    alice, carol = users.logged_in(), users.logged_in()
-    data = b"alice's diary " * 100
+    alice, bob, carol = users.logged_in(), users.logged_in(), users.logged_in()
+    users.friends(carol, bob)
+    data = b"alice's diary " * 10_000  # 140,000 bytes: three chunks
     blob_id = _upload(alice, data)
+    # Carol knows the hash and the size: she is answered as for a file nobody has (offset 0, not
+    # complete), and may neither read nor send it.
+    state = answer(carol, BeginUpload, name="guess", size=len(data), media_type="", sha256=blob_id)
+    unknown = hashlib.sha256(b"x" * len(data)).hexdigest()
+    fresh = answer(carol, BeginUpload, name="new", size=len(data), media_type="", sha256=unknown)
+    assert (state.blob_id, state.offset, state.complete) == (blob_id, 0, False)
+    assert (fresh.offset, fresh.complete, fresh.chunk_bytes) == (0, False, state.chunk_bytes)
+    assert refusal(carol, Download, blob_id=blob_id, offset=0, length=100) is ErrorCode.BLOB_NOT_FOUND
+    assert refusal(carol, SendAttachment, thread_id=0, to_uid=bob.uid, client_msg_id=11, kind=MessageKind.FILE,
+                   blob_id=blob_id, caption="") is ErrorCode.BLOB_NOT_FOUND
+    # Other bytes of the same size claiming that hash: every chunk is taken, the last is refused with
+    # HASH_MISMATCH (exactly as a new file's wrong bytes are), and nothing was granted.
+    forged = data[:70_000] + b"?" + data[70_001:]
+    chunk = state.chunk_bytes
+    steps = _send_chunks(carol, blob_id, forged, 0, chunk)
+    assert steps == [chunk, 2 * chunk, ErrorCode.HASH_MISMATCH]
+    assert refusal(carol, Download, blob_id=blob_id, offset=0, length=100) is ErrorCode.BLOB_NOT_FOUND
+    again = answer(carol, BeginUpload, name="guess", size=len(data), media_type="", sha256=blob_id)
+    assert (again.offset, again.complete) == (0, False)  # the failed attempt counts for nothing
+    # Claiming the hash with another size is refused the same way, after the last chunk.
+    short = data[:-1]
+    answer(carol, BeginUpload, name="guess", size=len(short), media_type="", sha256=blob_id)
+    assert _send_chunks(carol, blob_id, short, 0, chunk)[-1] is ErrorCode.HASH_MISMATCH
+    assert refusal(carol, Download, blob_id=blob_id, offset=0, length=100) is ErrorCode.BLOB_NOT_FOUND
+    # A chunk out of order is refused with the offset to resume from; nothing is skipped.
     answer(carol, BeginUpload, name="guess", size=len(data), media_type="", sha256=blob_id)
+    assert refusal(carol, UploadChunk, blob_id=blob_id, offset=chunk, data=data[chunk:2 * chunk]) is \
+        ErrorCode.OFFSET_MISMATCH
+    # Someone who has the bytes sends them all (compared, not stored again) and may then read and send it.
+    progress: list[int] = []
+    assert call(carol.client.upload, data, name="diary.txt", progress=lambda done, total: progress.append(done)) \
+        == blob_id
+    assert progress[0] == 0 and progress[-1] == len(data) and len(progress) > 2
+    assert call(carol.client.download, blob_id) == data
+    call(carol.client.send_file, blob_id, to_uid=bob.uid)
+    assert call(bob.client.download, blob_id) == data
+    # Once proven, uploading it again completes at once.
+    again = answer(carol, BeginUpload, name="diary.txt", size=len(data), media_type="", sha256=blob_id)
+    assert (again.offset, again.complete) == (len(data), True)
+
+
+def test_a_partial_upload_is_neither_shown_to_nor_touched_by_another_user(users: Users):
+    alice, carol = users.logged_in(), users.logged_in()
+    data = b"work in progress " * 10_000
+    blob_id = hashlib.sha256(data).hexdigest()
+    chunk = answer(alice, BeginUpload, name="wip", size=len(data), media_type="", sha256=blob_id).chunk_bytes
+    assert refusal(alice, UploadChunk, blob_id=blob_id, offset=0, data=data[:chunk]) is None
+    # Carol starts from zero on her own, and her wrong bytes do not spoil Alice's upload.
+    state = answer(carol, BeginUpload, name="wip", size=len(data), media_type="", sha256=blob_id)
+    assert (state.offset, state.complete) == (0, False)
+    assert refusal(carol, UploadChunk, blob_id=blob_id, offset=chunk, data=data[chunk:2 * chunk]) is \
+        ErrorCode.OFFSET_MISMATCH
+    junk = bytes(len(data))
+    assert _send_chunks(carol, blob_id, junk, 0, chunk)[-1] is ErrorCode.HASH_MISMATCH
+    resumed = answer(alice, BeginUpload, name="wip", size=len(data), media_type="", sha256=blob_id)
+    assert (resumed.offset, resumed.complete) == (chunk, False)
+    assert _send_chunks(alice, blob_id, data, chunk, chunk)[-1] == len(data)
+    assert call(alice.client.download, blob_id) == data
     assert refusal(carol, Download, blob_id=blob_id, offset=0, length=100) is ErrorCode.BLOB_NOT_FOUND
 
 

@@ -102,7 +102,14 @@ def test_the_same_file_twice_is_stored_once(users, pair, backend, database, tmp_
     progress = []
     second = bob.upload(data, name="b.bin", progress=lambda done, total: progress.append(done))
     assert first == second
-    assert progress == [200_000]  # complete at once: nothing was sent again
+    # Bob may not read Alice's file, so he sends it all (the server compares it with the stored bytes
+    # instead of storing them again) and is then one of its uploaders.
+    assert progress == [0, 65_536, 131_072, 196_608, 200_000]
+    assert bob.download(second) == data
+    for someone in (alice, bob):  # an uploader completes at once: nothing is sent again
+        progress.clear()
+        assert someone.upload(data, name="again.bin", progress=lambda done, total: progress.append(done)) == first
+        assert progress == [200_000]
     if backend == "sqlite":  # the node runs in tmp_path with its blobs in ./blobs
         files = [p for p in (tmp_path / "blobs").rglob("*") if p.is_file()]
         assert [p.name for p in files] == [first]
@@ -161,3 +168,16 @@ def test_upload_interrupted_on_one_node_resumes_on_another(cluster, smtp_server)
     moved.send_file(blob_id, to_uid=bob.uid)
     assert bob.next_push(MessagePush).message.attachment.size == 1_000_000
     assert bob.download(blob_id) == data
+    # Carol has the same file: her upload is compared with the stored one, not stored again, and the
+    # offset she has proven is kept in the database, so it too resumes on another node.
+    users.register("carol")
+    carol = SyncClient(cluster.endpoint("n2"))
+    carol.login("carol", PASSWORD)
+    assert carol.upload(data, name="mine.bin", chunk_limit=5) == blob_id
+    carol.close()
+    carol = SyncClient(cluster.endpoint("n1"))
+    carol.login("carol", PASSWORD)
+    progress.clear()
+    carol.upload(data, name="mine.bin", progress=lambda done, total: progress.append(done))
+    assert progress[0] == 5 * 64 * 1024 and progress[-1] == 1_000_000
+    assert carol.download(blob_id) == data

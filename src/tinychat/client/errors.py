@@ -68,6 +68,12 @@ class IdleTimeoutError(ServerError):
     code = ErrorCode.TIMEOUT
 
 
+class LimitExceededError(ServerError):
+    """A server limit on connections was hit (flooding, too many connections from one address)."""
+
+    code = ErrorCode.LIMIT_EXCEEDED
+
+
 class NotImplementedByServerError(ServerError):
     code = ErrorCode.NOT_IMPLEMENTED
 
@@ -199,6 +205,7 @@ ERROR_CLASSES: dict[ErrorCode, type[ServerError]] = {
     ErrorCode.UNSUPPORTED_VERSION: UnsupportedVersionError,
     ErrorCode.HANDSHAKE_REQUIRED: HandshakeRequiredError,
     ErrorCode.TIMEOUT: IdleTimeoutError,
+    ErrorCode.LIMIT_EXCEEDED: LimitExceededError,
     ErrorCode.NOT_IMPLEMENTED: NotImplementedByServerError,
     ErrorCode.INVALID_ARGUMENT: InvalidArgumentError,
     ErrorCode.NOT_LOGGED_IN: NotLoggedInError,

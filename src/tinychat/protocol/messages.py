@@ -690,8 +690,9 @@ class UploadState(Message):
 
     request_id: int = REQUEST_ID
     blob_id: str = field(String(SHA256_HEX), "The file's id: its SHA-256, lowercase hex.")
-    offset: int = field(U64, "Bytes the server holds; the next chunk starts here.")
-    complete: bool = field(BOOL, "The file is stored and verified (a file already known completes at once).")
+    offset: int = field(U64, "Bytes of this upload received (stored, or matched against the stored file); "
+                             "the next chunk starts here.")
+    complete: bool = field(BOOL, "The file is stored and verified (at once for a file you may read already).")
     chunk_bytes: int = field(U32, "Largest chunk the server accepts.")
 
 
@@ -708,7 +709,7 @@ class BeginUpload(Message):
 
 @message(0x0603, Kind.REQUEST, reply=UploadState)
 class UploadChunk(Message):
-    """Append bytes at `offset` (which must equal the stored size); the last chunk completes it."""
+    """Append bytes at `offset` (UPLOAD_STATE's offset); the last chunk completes the upload."""
 
     request_id: int = REQUEST_ID
     blob_id: str = field(String(SHA256_HEX), "From BEGIN_UPLOAD.")

@@ -129,6 +129,26 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (blob_id, start_offset)
         ){options}""",
     ],
+    # 3: uploads per user. Knowing a file's hash grants nothing: every uploader sends the whole content,
+    # stored apart from everyone else's until verified, or compared with the stored file when it is
+    # complete already; only then is the uploader recorded in blob_uploaders (who may read).
+    [
+        """CREATE TABLE blob_uploads (
+            blob_id CHAR(64) NOT NULL,
+            uid BIGINT NOT NULL,
+            name VARCHAR(255) NOT NULL DEFAULT '',
+            media_type VARCHAR(127) NOT NULL DEFAULT '',
+            size BIGINT NOT NULL,
+            upload_key CHAR(64) NOT NULL,
+            proving SMALLINT NOT NULL DEFAULT 0,
+            proven BIGINT NOT NULL DEFAULT 0,
+            mismatch SMALLINT NOT NULL DEFAULT 0,
+            started_at_ms BIGINT NOT NULL,
+            PRIMARY KEY (blob_id, uid)
+        ){options}""",
+        # Where a complete blob's chunks are in blob_chunks (NULL: under blob_id itself).
+        "ALTER TABLE blobs ADD COLUMN content_key CHAR(64) NULL",
+    ],
 ]
 
 
