@@ -51,9 +51,14 @@ class Sessions:
         return sum(len(s) for s in self.local.values())
 
     async def start(self, connection: ChatConnection, user: UserRow, token: str, token_hash: str,
-                    expires_at_ms: int, request_id: int) -> LoggedIn | None:
-        """Make `connection` the user's session; returns the LOGGED_IN reply."""
-        friends, threads = await self.store.session_state(user.uid)
+                    expires_at_ms: int, request_id: int,
+                    state: tuple[dict[int, int], dict[int, int]] | None = None) -> LoggedIn | None:
+        """Make `connection` the user's session; returns the LOGGED_IN reply.
+
+        `state` is the user's (friends, threads) when the caller read them with its own
+        queries (one database round trip instead of two); otherwise they are read here.
+        """
+        friends, threads = state if state is not None else await self.store.session_state(user.uid)
         if not connection.open:
             return None  # the client went away while we were checking
         session = Session(uid=user.uid, username=user.username, email=user.email, token_hash=token_hash,

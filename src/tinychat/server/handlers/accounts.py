@@ -8,6 +8,8 @@ import secrets
 from typing import TYPE_CHECKING
 
 import pyotp
+from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from tinychat.protocol import (
     CodePurpose,
@@ -34,9 +36,12 @@ from tinychat.server.store.sql import DuplicateError
 from tinychat.server.verify import normalize_email
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from tinychat.server.connection import ChatConnection
     from tinychat.server.node import Services
     from tinychat.server.router import Router
+    from tinychat.server.store.sql import SqlStore
 
 USERNAME = re.compile(r"^[A-Za-z0-9_]{3,32}$")
 MIN_PASSWORD = 8
@@ -53,9 +58,57 @@ def check_password_rules(password: str) -> None:
         raise refuse(ErrorCode.WEAK_PASSWORD)
 
 
+class TokenLookups:
+    """Group lookup of resume tokens: tokens that arrive while lookups are in the database share the next one.
+
+    A token login's database work is a few indexed reads, much less than what a
+    round trip to the database thread costs the reactor (a thread wake-up, a
+    GIL hand-over, a callFromThread); under a burst of logins (a node restarting,
+    a network coming back) one round trip then serves many.  At most `parallel`
+    lookups are in the database at once (one per connection of the store's pool);
+    below that a token is looked up at once, so batching adds no wait when idle.
+    """
+
+    def __init__(self, store: SqlStore, clock: IReactorTime, parallel: int = 1, max_batch: int = 200) -> None:
+        self.store = store
+        self.clock = clock
+        self.parallel = max(1, parallel)
+        self.max_batch = max_batch
+        self._queue: list[tuple[str, int, defer.Deferred]] = []
+        self._in_flight = 0
+
+    def lookup(self, token_hash: str) -> defer.Deferred:
+        """Fires with `SqlStore.token_login`'s answer for the token (checked against the time of asking)."""
+        d: defer.Deferred = defer.Deferred()
+        self._queue.append((token_hash, int(self.clock.seconds() * 1000), d))
+        if self._in_flight < self.parallel:
+            self._flush()
+        return d
+
+    def _flush(self) -> None:
+        batch = self._queue[:self.max_batch]
+        del self._queue[:self.max_batch]
+        self._in_flight += 1
+        d = self.store.token_logins([(token_hash, now_ms) for token_hash, now_ms, _ in batch])
+        d.addBoth(self._looked_up, batch)
+
+    def _looked_up(self, result: list | Failure, batch: list[tuple[str, int, defer.Deferred]]) -> None:
+        self._in_flight -= 1
+        if self._queue:  # the next batch goes to the database before this one's logins go on
+            self._flush()
+        if isinstance(result, Failure):
+            for _, _, d in batch:
+                d.errback(result)
+        else:
+            for (_, _, d), found in zip(batch, result, strict=True):
+                d.callback(found)
+
+
 class Accounts:
     def __init__(self, services: Services) -> None:
         self.s = services
+        self.token_lookups = TokenLookups(services.store, services.clock,
+                                          parallel=getattr(services.store.pool, "max", 1))
 
     def install(self, router: Router) -> None:
         router.add(RequestCode, self.request_code)
@@ -131,8 +184,8 @@ class Accounts:
             digest = token_digest(token)
             now = self._now_ms()
             expires = now + int(self.s.config.token_ttl * 1000)
-            await self.s.store.add_token(digest, user.uid, now, expires)
-            return await self.s.sessions.start(conn, user, token, digest, expires, req.request_id)
+            state = await self.s.store.add_token_and_state(digest, user.uid, now, expires)
+            return await self.s.sessions.start(conn, user, token, digest, expires, req.request_id, state)
         finally:
             conn.end_login()
 
@@ -142,12 +195,13 @@ class Accounts:
             peer_key = ("peer", conn.peer_host)
             self._check_rate(peer_key)
             digest = token_digest(req.token)
-            found = await self.s.store.token_user(digest, self._now_ms())
-            user = await self.s.store.get_user(found[0]) if found else None
-            if user is None:
+            found = await self.token_lookups.lookup(digest)
+            if found is None:
                 self.s.limiter.failed(peer_key)
                 raise refuse(ErrorCode.TOKEN_INVALID)
-            return await self.s.sessions.start(conn, user, req.token, digest, found[1], req.request_id)
+            user, expires, friends, threads = found
+            return await self.s.sessions.start(conn, user, req.token, digest, expires, req.request_id,
+                                               (friends, threads))
         finally:
             conn.end_login()
 
