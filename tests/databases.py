@@ -52,5 +52,7 @@ def fresh_database(backend: str, tmp_path: Path) -> Iterator[str]:
         admin.cursor().execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         yield f"{MYSQL}/{name}"
     finally:
+        # A connection left open in the database would make the DROP wait for ever: fail instead.
+        admin.cursor().execute("SET SESSION lock_wait_timeout = 60")
         admin.cursor().execute(f"DROP DATABASE IF EXISTS `{name}`")
         admin.close()

@@ -234,3 +234,22 @@ def test_client_and_server_in_memory():
     pump.flush()
     assert isinstance(pong.result, Pong)
     assert len(node.connections) == 1
+
+
+def test_a_pipelined_flood_is_served_in_turns_and_in_order():
+    """A client pipelining many requests gets them served a slice per reactor turn, none lost or reordered."""
+    from tinychat.server.connection import FRAMES_PER_TURN
+
+    clock = Clock()
+    conn, transport = server(clock, rate_limit=0)
+    conn.dataReceived(HELLO)
+    replies(transport)
+    count = FRAMES_PER_TURN * 3 + 5
+    conn.dataReceived(b"".join(encode(Ping(request_id=i)) for i in range(1, count + 1)))
+    first = replies(transport)
+    assert [p.request_id for p in first] == list(range(1, FRAMES_PER_TURN + 1))
+    assert conn.transport.producerState == "paused"  # the rest waits unread meanwhile
+    clock.advance(0)  # the next turns (a Clock runs them all in one advance)
+    served = first + replies(transport)
+    assert [p.request_id for p in served] == list(range(1, count + 1))
+    assert conn.transport.producerState == "producing"

@@ -498,7 +498,7 @@ LIMIT_OPTIONS = {
     "rate-limit": ("rate_limit", 200.0), "rate-burst": ("rate_burst", 400), "max-refusals": ("max_refusals", 1000),
     "refusal-window": ("refusal_window", 5.0), "max-connections-per-ip": ("max_connections_per_ip", 64),
     "flood-cooldown": ("flood_cooldown", 10.0),
-    "max-pending-requests": ("max_pending_requests", 8),
+    "max-pending-requests": ("max_pending_requests", 32),
     "handshake-timeout": ("handshake_timeout", 10.0), "login-timeout": ("login_timeout", 60.0),
     "max-outgoing-buffer": ("max_outgoing_buffer", 4 * 1024 * 1024),
     "max-outgoing-total": ("max_outgoing_total", 256 * 1024 * 1024),

@@ -160,6 +160,28 @@ def test_group_commit_batches_what_arrives_during_a_write():
     assert [d.result.text for d in waiting] == [f"m{i}" for i in range(2, 12)]
 
 
+def test_submit_call_passes_results_and_failures_to_plain_callbacks():
+    """The hot path's callbacks get (result, *args); one raising does not keep the rest of the batch waiting."""
+    store = FakeStore()
+    writer = MessageWriter(store.write)
+    seen: list = []
+
+    def stored(result, tag):
+        if tag == "boom":
+            raise RuntimeError("a broken callback")
+        seen.append((tag, result.seq))
+
+    writer.submit_call(message(1), stored, lambda f, tag: seen.append((tag, "failed")), "first")
+    writer.submit_call(message(2), stored, lambda f, tag: seen.append((tag, "failed")), "boom")
+    writer.submit_call(message(3), stored, lambda f, tag: seen.append((tag, "failed")), "third")
+    store.commit(0)
+    store.commit(1)
+    assert seen == [("first", 1), ("third", 2)]
+    writer.submit_call(message(4), stored, lambda f, tag: seen.append((tag, f.check(RuntimeError))), "gone")
+    store.batches[2][1].errback(RuntimeError("database gone"))
+    assert seen[-1] == ("gone", RuntimeError)
+
+
 def test_group_commit_respects_the_batch_limit_and_reports_failures():
     store = FakeStore()
     writer = MessageWriter(store.write, max_batch=3)

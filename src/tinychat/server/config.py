@@ -46,7 +46,7 @@ class NodeConfig:
     # Hostile-client limits (docs/security.md); 0 disables a limit.
     rate_limit: float = 200.0
     rate_burst: int = 400
-    max_pending_requests: int = 8
+    max_pending_requests: int = 32
     max_refusals: int = 1000
     refusal_window: float = 5.0
     max_connections_per_ip: int = 64

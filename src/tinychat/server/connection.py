@@ -65,6 +65,7 @@ from tinychat.protocol import (
 from tinychat.protocol.schema import REGISTRY
 from tinychat.server.errors import to_protocol_error
 from tinychat.server.limits import Deadline, OutgoingBudget, OutgoingGuard, PeerCounter, RequestLimiter
+from tinychat.server.router import LATER, AnsweredLater
 
 if TYPE_CHECKING:
     from tinychat.server.node import Node
@@ -90,6 +91,10 @@ def request_cost(message: Message) -> int:
         return 1 + min(message.limit, MAX_HISTORY_PAGE) // 10
     return REQUEST_COSTS.get(type(message), 1)
 
+
+# Frames of one connection served in one go: a client that pipelines thousands of requests
+# gets the rest served on the reactor's next turns, after everyone else's work of this one.
+FRAMES_PER_TURN = 64
 
 # A login still running when the login deadline passes gets this much longer, once.
 LOGIN_GRACE = 10.0
@@ -180,6 +185,7 @@ class ChatConnection(Protocol, TimeoutMixin):
         self._backlog_error: ProtocolError | None = None
         self._reading_paused = False
         self._serving = False
+        self._turn_scheduled = False
         # Requests being worked on (database, password hashing...): past the cap, the next
         # ones wait, so one connection cannot queue unbounded work ahead of everyone else's.
         self._in_flight = 0
@@ -303,12 +309,17 @@ class ChatConnection(Protocol, TimeoutMixin):
         limiter = self.limiter
         outgoing = self.outgoing
         cap = self._max_in_flight
+        budget = FRAMES_PER_TURN
         while backlog:
             if self.state is State.CLOSING:
                 backlog.clear()
                 return
             if outgoing.paused or (cap and self._in_flight >= cap):
                 return  # served again when the client reads (_output_resumed) or a request ends
+            if not budget:
+                self._next_turn()
+                return
+            budget -= 1
             msg_id, body = backlog.popleft()
             try:
                 message = decode_body(msg_id, body)
@@ -324,6 +335,32 @@ class ChatConnection(Protocol, TimeoutMixin):
         if self._backlog_error is not None and self.state is not State.CLOSING:
             error, self._backlog_error = self._backlog_error, None
             self.fail(error)
+
+    def _next_turn(self) -> None:
+        """Serve the rest of the backlog on the reactor's next turn, after the other connections' work."""
+        if not self._turn_scheduled:
+            self._turn_scheduled = True
+            self.node.clock.callLater(0, self._turn)
+
+    def _turn(self) -> None:
+        self._turn_scheduled = False
+        if self.state is not State.CLOSING:
+            self._serve_backlog()
+
+    def answer_later(self) -> AnsweredLater:
+        """Called by a handler that will answer by itself; what it returns to the connection."""
+        self._in_flight += 1
+        return LATER
+
+    def answer(self, frame: bytes) -> None:
+        """The encoded reply of a request whose handler returned `answer_later()`."""
+        self.send_frame(frame)
+        self._request_done(None)
+
+    def answer_failed(self, failure: Failure, message: Message, session: Session | None) -> None:
+        """The failure of a request whose handler returned `answer_later()`."""
+        self._request_failed(failure, message, session)
+        self._request_done(None)
 
     def _request_done(self, result: object) -> object:
         self._in_flight -= 1
@@ -389,6 +426,8 @@ class ChatConnection(Protocol, TimeoutMixin):
             return
         if isinstance(result, Message):
             self.send(result)
+            return
+        if result is LATER:
             return
         if isinstance(result, Coroutine):
             result = defer.Deferred.fromCoroutine(result)

@@ -15,7 +15,23 @@ from tinychat.protocol import Kind, Message
 if TYPE_CHECKING:
     from tinychat.server.connection import ChatConnection
 
-Handler = Callable[["ChatConnection", Any], "Message | Awaitable[Message] | None"]
+
+
+class AnsweredLater:
+    """What a handler returns when it answers by itself, through `ChatConnection.answer`.
+
+    The message hot path uses it to avoid a Deferred per request; the
+    connection counts the request as in progress until the answer.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "LATER"
+
+
+LATER = AnsweredLater()
+Handler = Callable[["ChatConnection", Any], "Message | Awaitable[Message] | AnsweredLater"]
 
 
 class Router:

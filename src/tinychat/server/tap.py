@@ -77,7 +77,7 @@ class Options(usage.Options):
          "with RATE_LIMITED. 0: no limit.", _non_negative_float],
         ["rate-burst", None, 400, "Requests one connection may make at once above --rate-limit.",
          _positive_int],
-        ["max-pending-requests", None, 8,
+        ["max-pending-requests", None, 32,
          "Requests of one connection worked on at once (database, password checks); later ones wait their "
          "turn, unread, so one client cannot queue work ahead of everyone else's. 0: no limit.",
          _non_negative_int],

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from twisted.internet import defer
+from twisted.python.failure import Failure
 
 from tinychat.protocol import (
     MAX_HISTORY_PAGE,
@@ -32,6 +33,7 @@ from tinychat.protocol import (
 )
 from tinychat.server.errors import refuse
 from tinychat.server.handlers.friends import request_info
+from tinychat.server.router import AnsweredLater
 from tinychat.server.store.records import NewMessage, StoredMessage
 from tinychat.server.store.sql import NotFoundError
 
@@ -97,25 +99,43 @@ class MessageHandlers:
     def _stored(self, stored: StoredMessage, session: Session, request_id: int, message: NewMessage,
                 members: Sequence[int]) -> MessageAck:
         if not stored.duplicate:
-            push = encode(MessagePush(message=ChatMessage(
-                thread_id=stored.thread_id, seq=stored.seq, sender_uid=session.uid,
-                client_msg_id=message.client_msg_id, sent_at_ms=stored.sent_at_ms, text=message.text,
-                kind=MessageKind(message.kind), attachment=message.attachment or NO_ATTACHMENT)))
-            self.s.bus.publish(members, push, skip_session=session.session_id)
-        return MessageAck(request_id=request_id, thread_id=stored.thread_id, seq=stored.seq,
-                          client_msg_id=message.client_msg_id, sent_at_ms=stored.sent_at_ms)
+            self._publish(stored, session, message.client_msg_id, message.text, message.kind, message.attachment,
+                          members)
+        return MessageAck(request_id, stored.thread_id, stored.seq, message.client_msg_id, stored.sent_at_ms)
 
-    def send(self, conn: ChatConnection, req: SendMessage) -> defer.Deferred[MessageAck]:
-        """The hot path: plain Deferreds, no coroutine, for direct messages."""
+    def _publish(self, stored: StoredMessage, session: Session, client_msg_id: int, text: str, kind: int,
+                 attachment: Attachment | None, members: Sequence[int]) -> None:
+        """Push a newly stored message to the members' sessions (the sender's other ones included)."""
+        push = MessagePush(ChatMessage(stored.thread_id, stored.seq, session.uid, client_msg_id, stored.sent_at_ms,
+                                       text, kind, attachment or NO_ATTACHMENT))
+        self.s.bus.publish(members, push.encode_frame(), skip_session=session.session_id)
+
+    def send(self, conn: ChatConnection, req: SendMessage) -> defer.Deferred[MessageAck] | AnsweredLater:
+        """The hot path: direct messages go to the writer with plain callbacks, no Deferred."""
         session = conn.session
         if not 1 <= len(req.text) <= MAX_TEXT_CHARS:
             raise refuse(ErrorCode.INVALID_ARGUMENT, f"text must have 1 to {MAX_TEXT_CHARS} characters")
         direct = self._direct_recipients(session, req.thread_id, req.to_uid)
-        if direct is not None:
-            thread_id, members = direct
-            return self._store_and_push(session, req.request_id,
-                                        NewMessage(session.uid, thread_id, req.client_msg_id, req.text), members)
-        return defer.Deferred.fromCoroutine(self._send_to_group(session, req))
+        if direct is None:
+            return defer.Deferred.fromCoroutine(self._send_to_group(session, req))
+        thread_id, members = direct
+        message = NewMessage(session.uid, thread_id, req.client_msg_id, req.text)
+        self.s.writer.submit_call(message, self._direct_stored, self._direct_failed, conn, session, req, members)
+        return conn.answer_later()
+
+    def _direct_stored(self, stored: StoredMessage, conn: ChatConnection, session: Session, req: SendMessage,
+                       members: Sequence[int]) -> None:
+        """Stored: push it to the members and ack it (the ack is dropped if the client has gone)."""
+        if not stored.duplicate:
+            self._publish(stored, session, req.client_msg_id, req.text, MessageKind.TEXT, None, members)
+        conn.answer(MessageAck(req.request_id, stored.thread_id, stored.seq, req.client_msg_id,
+                               stored.sent_at_ms).encode_frame())
+
+    @staticmethod
+    def _direct_failed(failure: Failure, conn: ChatConnection, session: Session, req: SendMessage,
+                       members: Sequence[int]) -> None:
+        """Not stored (the database is away...): the sender gets the error, nothing was acked."""
+        conn.answer_failed(failure, req, session)
 
     async def _send_to_group(self, session: Session, req: SendMessage) -> MessageAck:
         thread_id, members = await self._recipients(session, req.thread_id, 0)

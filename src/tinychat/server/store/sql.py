@@ -83,11 +83,17 @@ class SqlStore:
         self.url = url
         self.dialect: Dialect = SQLITE if url.kind == "sqlite" else MYSQL
         if url.kind == "sqlite":
-            # One connection: SQLite has one writer, and a single thread keeps
-            # reads consistent with the writes queued before them.
+            # One connection for everything that writes: SQLite has one writer.  The big reads
+            # (history pages, lists) go to their own connections: in WAL mode readers never wait
+            # for the writer nor it for them, and sqlite3 releases the GIL while it works, so a
+            # burst of history pages neither delays the next message commit nor stalls the reactor.
             self.pool = adbapi.ConnectionPool(
                 "sqlite3", url.path, check_same_thread=False, timeout=30,
                 cp_min=1, cp_max=1, cp_openfun=_setup_sqlite, cp_noisy=False,
+            )
+            self.read_pool = adbapi.ConnectionPool(
+                "sqlite3", url.path, check_same_thread=False, timeout=30,
+                cp_min=1, cp_max=2, cp_openfun=_setup_sqlite_reader, cp_noisy=False,
             )
             self._transient: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
         else:
@@ -99,6 +105,7 @@ class SqlStore:
                 read_timeout=30, write_timeout=30,
                 cp_min=1, cp_max=pool_size, cp_reconnect=True, cp_noisy=False,
             )
+            self.read_pool = self.pool
             self._transient = (pymysql.err.OperationalError, pymysql.err.InterfaceError,
                                adbapi.ConnectionLost)
 
@@ -108,12 +115,19 @@ class SqlStore:
 
     def close(self) -> None:
         self.pool.close()
+        if self.read_pool is not self.pool:
+            self.read_pool.close()
 
     # ------------------------------------------------------------ plumbing
 
-    def _run(self, fn: Callable[..., T], *args: Any) -> defer.Deferred:
+    def _read(self, fn: Callable[..., T], *args: Any) -> defer.Deferred:
+        """`_run` for a function that only reads, on the read connections."""
+        return self._run(fn, *args, pool=self.read_pool)
+
+    def _run(self, fn: Callable[..., T], *args: Any, pool: adbapi.ConnectionPool | None = None) -> defer.Deferred:
         """Run `fn(cursor, *args)` in a transaction; retry deadlocks; map outages."""
         dialect = self.dialect
+        pool = pool or self.pool
 
         def interaction(txn: Cursor) -> T:
             return fn(_Tx(txn, dialect), *args)
@@ -125,12 +139,12 @@ class SqlStore:
             code = error.args[0] if getattr(error, "args", None) else None
             if self.url.kind == "mysql" and code in _RETRYABLE_MYSQL and attempts[0] < _MAX_RETRIES:
                 attempts[0] += 1
-                return self.pool.runInteraction(interaction).addErrback(failed)
+                return pool.runInteraction(interaction).addErrback(failed)
             if failure.check(*self._transient):
                 raise UnavailableError(f"database: {error}")
             return failure
 
-        return self.pool.runInteraction(interaction).addErrback(failed)
+        return pool.runInteraction(interaction).addErrback(failed)
 
     # ------------------------------------------------------------ users
 
@@ -168,6 +182,26 @@ class SqlStore:
         """(uid, expires_at_ms) of a live token, or None."""
         return self._run(_token_user, token_hash, now_ms)
 
+    def token_login(self, token_hash: str, now_ms: int) -> defer.Deferred:
+        """(UserRow, expires_at_ms, friends, threads) of a live token's user, or None.
+
+        Everything a token login reads, in one transaction: each round trip to the
+        database thread costs the reactor more than the queries cost SQLite.
+        `friends` and `threads` are as in `session_state`.
+        """
+        return self._run(_token_login, token_hash, now_ms)
+
+    def token_logins(self, lookups: list[tuple[str, int]]) -> defer.Deferred:
+        """`token_login` of each (token_hash, now_ms), in one transaction: [result or None], in order.
+
+        Token logins arriving together share one round trip (see handlers.accounts.TokenLookups).
+        """
+        return self._run(_token_logins, lookups)
+
+    def add_token_and_state(self, token_hash: str, uid: int, now_ms: int, expires_at_ms: int) -> defer.Deferred:
+        """`add_token`, then `session_state` of the user, in one transaction (a password login's last step)."""
+        return self._run(_add_token_and_state, token_hash, uid, now_ms, expires_at_ms)
+
     def revoke_token(self, token_hash: str) -> defer.Deferred:
         return self._run(_exec, "DELETE FROM tokens WHERE token_hash = ?", (token_hash,))
 
@@ -191,7 +225,7 @@ class SqlStore:
 
     def search_users(self, prefix: str | None, uid: int | None, limit: int) -> defer.Deferred:
         """[(uid, username)]: the exact uid first, then usernames starting with `prefix`."""
-        return self._run(_search_users, prefix, uid, limit)
+        return self._read(_search_users, prefix, uid, limit)
 
     def create_friend_request(self, from_uid: int, to_uid: int, greeting: str, now_ms: int) -> defer.Deferred:
         """(FriendRequestRow, created): a pending request, new or the one already pending."""
@@ -204,11 +238,11 @@ class SqlStore:
 
     def pending_friend_requests(self, uid: int) -> defer.Deferred:
         """(incoming, outgoing) pending requests."""
-        return self._run(_pending_friend_requests, uid)
+        return self._read(_pending_friend_requests, uid)
 
     def friends(self, uid: int) -> defer.Deferred:
         """[FriendRow] ordered by username."""
-        return self._run(_friends, uid)
+        return self._read(_friends, uid)
 
     def remove_friend(self, uid: int, friend_uid: int) -> defer.Deferred:
         """True if they were friends."""
@@ -222,14 +256,14 @@ class SqlStore:
 
     def threads(self, uid: int) -> defer.Deferred:
         """[ThreadRow] of every thread the user is a member of."""
-        return self._run(_threads, uid)
+        return self._read(_threads, uid)
 
     def thread_members(self, thread_id: int) -> defer.Deferred:
         return self._run(_thread_members, thread_id)
 
     def history(self, thread_id: int, cursor_seq: int, direction: Direction, limit: int) -> defer.Deferred:
         """([ChatMessage] ascending, has_more): a range scan on (thread_id, seq)."""
-        return self._run(_history, thread_id, cursor_seq, direction, limit)
+        return self._read(_history, thread_id, cursor_seq, direction, limit)
 
     def mark_read(self, uid: int, thread_id: int, seq: int) -> defer.Deferred:
         """Raise the read mark (clamped to the thread's last seq); returns (read_seq, last_seq)."""
@@ -284,13 +318,13 @@ class SqlStore:
         """[GroupRow] of the user's groups."""
         from tinychat.server.store import groups
 
-        return self._run(groups.groups_of, uid)
+        return self._read(groups.groups_of, uid)
 
     def group_members(self, thread_id: int) -> defer.Deferred:
         """[MemberRow], owner first, then admins, then by name."""
         from tinychat.server.store import groups
 
-        return self._run(groups.members, thread_id)
+        return self._read(groups.members, thread_id)
 
     # ------------------------------------------------------------ files (store/blobs.py)
 
@@ -301,7 +335,7 @@ class SqlStore:
 
     def begin_blob(self, blob_id: str, size: int, media_type: str, uid: int, name: str,
                    now_ms: int) -> defer.Deferred:
-        """The BlobRow, created if new; the uploader (and the name they gave it) is recorded."""
+        """`blobs.UploadStart`: the caller's upload started or resumed (see `blobs.begin_blob`)."""
         from tinychat.server.store import blobs
 
         return self._run(blobs.begin_blob, blob_id, size, media_type, uid, name, now_ms)
@@ -310,10 +344,6 @@ class SqlStore:
         from tinychat.server.store import blobs
 
         return self._run(blobs.name_of, blob_id, uid)
-
-    def complete_blob(self, blob_id: str, width: int, height: int) -> defer.Deferred:
-        return self._run(_exec, "UPDATE blobs SET complete = 1, width = ?, height = ? WHERE blob_id = ?",
-                         (width, height, blob_id))
 
     def may_read_blob(self, blob_id: str, uid: int) -> defer.Deferred:
         """True for an uploader of the blob and for members of a thread that carries it."""
@@ -357,6 +387,11 @@ class _Tx:
     @property
     def rowcount(self) -> int:
         return self._cursor.rowcount
+
+
+def _setup_sqlite_reader(conn: sqlite3.Connection) -> None:
+    _setup_sqlite(conn)
+    conn.execute("PRAGMA query_only=1")
 
 
 def _setup_sqlite(conn: sqlite3.Connection) -> None:
@@ -436,6 +471,31 @@ def _token_user(tx: _Tx, token_hash: str, now_ms: int) -> tuple[int, int] | None
     if row is None or row[1] <= now_ms:
         return None
     return row[0], row[1]
+
+
+_TOKEN_LOGIN = (f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}, t.expires_at_ms "
+                "FROM tokens t JOIN users u ON u.uid = t.uid WHERE t.token_hash = ?")
+
+
+def _token_login(tx: _Tx, token_hash: str, now_ms: int
+                 ) -> tuple[UserRow, int, dict[int, int], dict[int, int]] | None:
+    row = tx.one(_TOKEN_LOGIN, (token_hash,))
+    if row is None or row[7] <= now_ms:
+        return None
+    user = _user(row)
+    friends, threads = _session_state(tx, user.uid)
+    return user, row[7], friends, threads
+
+
+def _token_logins(tx: _Tx, lookups: list[tuple[str, int]]
+                  ) -> list[tuple[UserRow, int, dict[int, int], dict[int, int]] | None]:
+    return [_token_login(tx, token_hash, now_ms) for token_hash, now_ms in lookups]
+
+
+def _add_token_and_state(tx: _Tx, token_hash: str, uid: int, now_ms: int, expires_at_ms: int
+                         ) -> tuple[dict[int, int], dict[int, int]]:
+    _add_token(tx, token_hash, uid, now_ms, expires_at_ms)
+    return _session_state(tx, uid)
 
 
 # ---------------------------------------------------------------- codes
@@ -659,8 +719,8 @@ def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dia
         chunk = keys[start:start + 500]
         marks = ", ".join("?" * len(chunk))
         for cmid, sender, thread_id, seq, sent, body in tx.all(
-                "SELECT client_msg_id, sender_uid, thread_id, seq, sent_at_ms, body FROM messages "
-                f"WHERE client_msg_id IN ({marks})", [c for c, _ in chunk]):
+                f"SELECT client_msg_id, sender_uid, thread_id, seq, sent_at_ms, body FROM messages"
+                f"{dialect.use_index('client_msg_id')} WHERE client_msg_id IN ({marks})", [c for c, _ in chunk]):
             known[(cmid, sender)] = StoredMessage(thread_id, seq, sent, True, body)
     fresh: list[int] = []
     first_index: dict[tuple[int, int], int] = {}
@@ -680,7 +740,8 @@ def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dia
     if per_thread:
         thread_ids = sorted(per_thread)
         placeholders = ", ".join("?" * len(thread_ids))
-        last = dict(tx.all(f"SELECT thread_id, last_seq FROM threads WHERE thread_id IN ({placeholders})"
+        last = dict(tx.all(f"SELECT thread_id, last_seq FROM threads{dialect.use_index('PRIMARY')} "
+                           f"WHERE thread_id IN ({placeholders})"
                            f"{dialect.for_update}", thread_ids))
         rows = []
         updates = []
@@ -701,18 +762,27 @@ def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dia
             tx.execute("INSERT INTO messages (thread_id, seq, sender_uid, client_msg_id, kind, body, sent_at_ms, "
                        "blob_id, att_name, att_size, att_type, att_width, att_height) "
                        f"VALUES {values}", [v for row in chunk for v in row])
-        # Raise each thread's last_seq and each sender's read mark: one statement each.
-        tx.execute(dialect.upsert_max("threads", ("thread_id",), ("thread_id", "kind", "last_seq", "created_at_ms"),
-                                      "last_seq", rows=len(updates)),
-                   [v for seq, thread_id in updates for v in (thread_id, 1, seq, now_ms)])
+        # Raise each thread's last_seq (rows locked above) and each sender's read mark (the sender is a
+        # member, so the row exists): UPDATEs by whole primary keys, which lock only those rows.  An
+        # upsert, or a range of a key's prefix, would also lock gaps and neighbouring rows, and the
+        # nodes of a cluster would wait for each other on threads they do not share.
+        cases = " ".join(["WHEN ? THEN ?"] * len(updates))
+        tx.execute(f"UPDATE threads{dialect.use_index('PRIMARY')} SET last_seq = CASE thread_id {cases} "
+                   f"ELSE last_seq END WHERE thread_id IN ({placeholders})",
+                   [v for seq, thread_id in updates for v in (thread_id, seq)] + thread_ids)
         read_marks: dict[tuple[int, int], int] = {}
         for index in fresh:
             stored = results[index]
             key = (stored.thread_id, batch[index].sender_uid)
             read_marks[key] = max(read_marks.get(key, 0), stored.seq)
-        tx.execute(dialect.upsert_max("thread_members", ("thread_id", "uid"), ("thread_id", "uid", "read_seq"),
-                                      "read_seq", rows=len(read_marks)),
-                   [v for (thread_id, uid), seq in sorted(read_marks.items()) for v in (thread_id, uid, seq)])
+        for start in range(0, len(read_marks), 200):
+            marks = sorted(read_marks.items())[start:start + 200]
+            tx.execute(f"UPDATE thread_members{dialect.use_index('PRIMARY')} "
+                       f"SET read_seq = {dialect.greatest}(read_seq, CASE "
+                       f"{' '.join(['WHEN thread_id = ? AND uid = ? THEN ?'] * len(marks))} ELSE 0 END) "
+                       f"WHERE {' OR '.join(['(thread_id = ? AND uid = ?)'] * len(marks))}",
+                       [v for (thread_id, uid), seq in marks for v in (thread_id, uid, seq)]
+                       + [v for key, _ in marks for v in key])
     # Duplicates inside the batch share the outcome of their first copy.
     for index, message in enumerate(batch):
         if results[index] is None:
