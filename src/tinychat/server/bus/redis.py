@@ -16,6 +16,11 @@ Keys, under the prefix P:
   P:lock:login:UID     a short lock that serialises logins of one user (owner token, TTL)
   P:lock:cleanup:NODE  taken by the one survivor that clears a dead node's sessions
 
+A PUBLISH on P:u:UID carries the pushes one node had for that user in one
+reactor turn: u8 length + id of the origin node, then for each push u8 length
++ id of the session not to deliver to (the sender's own) and the frame itself,
+which its header delimits.
+
 Two connections, as pub/sub requires: one subscribed, one for commands.  Both
 are kept up by ClientService with jittered backoff; commands fail fast while
 the link is down.  When the subscriber link comes back, the node re-registers
@@ -57,6 +62,8 @@ return 1
 """
 _KICKED = KickedPush.MSG_ID
 _B = struct.Struct(">B")
+_FRAME_LENGTH = struct.Struct(">I")  # a frame's body_len, after its u16 msg_id
+_FRAME_HEADER_SIZE = 6
 
 
 @dataclass(frozen=True)
@@ -170,6 +177,8 @@ class RedisBus:
         self._deliver: LocalDelivery | None = None
         self._on_resync: Callable[[str], None] | None = None
         self._sessions: dict[int, set[str]] = {}
+        self._outbox: dict[int, list[bytes]] = {}  # uid -> (skip, frame) entries to publish this turn
+        self._flush_scheduled = False
         self._channel_prefix = f"{prefix}:u:".encode()
         self._origin = _B.pack(len(node_id.encode())) + node_id.encode()
         self._commands = _Link(reactor, self.url, _LinkFactory(txredisapi.RedisProtocol, self.url),
@@ -385,45 +394,72 @@ class RedisBus:
     # ------------------------------------------------------------ delivery
 
     def publish(self, uids: Iterable[int], frame: bytes, skip_session: str | None = None) -> None:
+        """Deliver to local sessions now; queue the frame for the other recipients' channels.
+
+        Everything queued for one channel in one reactor turn goes out as one
+        PUBLISH: a batch commit pushes many messages at once, often several to
+        the same user, and each PUBLISH costs both nodes far more than a frame.
+        """
         deliver = self._deliver
         local = self._sessions
         everywhere = frame[0] << 8 | frame[1] == _KICKED
-        envelope = None
-        redis = self._commands.protocol
+        entry = None
+        outbox = self._outbox
         for uid in uids:
             if uid in local:
                 deliver(uid, frame, skip_session)
                 if not everywhere:
                     continue
-            if envelope is None:
+            if entry is None:
                 skip = (skip_session or "").encode()
-                envelope = self._origin + _B.pack(len(skip)) + skip + frame
-            if redis is None or not redis.connected:
-                self.publish_errors += 1
-                continue
-            self.published += 1
-            redis.publish(self._channel(uid), envelope).addErrback(self._publish_failed)
+                entry = _B.pack(len(skip)) + skip + frame
+            queued = outbox.get(uid)
+            if queued is None:
+                outbox[uid] = [entry]
+            else:
+                queued.append(entry)
+        if entry is not None and not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.reactor.callLater(0, self._flush_outbox)
         if self.on_publish is not None:
             self.on_publish(len(frame))
+
+    def _flush_outbox(self) -> None:
+        """One PUBLISH per channel of what this turn queued: origin, then (skip, frame) entries."""
+        self._flush_scheduled = False
+        outbox, self._outbox = self._outbox, {}
+        redis = self._commands.protocol
+        if redis is None or not redis.connected:
+            self.publish_errors += sum(map(len, outbox.values()))
+            return
+        origin = self._origin
+        for uid, entries in outbox.items():
+            self.published += len(entries)
+            redis.publish(self._channel(uid), origin + b"".join(entries)).addErrback(self._publish_failed)
 
     def _publish_failed(self, failure: Any) -> None:
         self.publish_errors += 1
 
     def _message(self, channel: bytes, envelope: bytes) -> None:
-        """A push from the subscriber link: unwrap and hand it to local sessions."""
+        """Pushes from the subscriber link: unwrap them and hand them to local sessions in order."""
         if not channel.startswith(self._channel_prefix) or self._deliver is None:
             return
         uid = int(channel[len(self._channel_prefix):])
         origin_len = envelope[0]
         if envelope[1:1 + origin_len] == self._origin[1:] and uid in self._sessions:
             return  # published by this node, which delivered it locally already
-        at = 1 + origin_len
-        skip_len = envelope[at]
-        skip = envelope[at + 1:at + 1 + skip_len].decode() or None
-        self.received += 1
-        if self.on_receive is not None:
-            self.on_receive(len(envelope))
-        self._deliver(uid, envelope[at + 1 + skip_len:], skip)
+        deliver = self._deliver
+        at, end = 1 + origin_len, len(envelope)
+        while at < end:
+            skip_len = envelope[at]
+            skip = envelope[at + 1:at + 1 + skip_len].decode() or None
+            at += 1 + skip_len
+            stop = at + _FRAME_HEADER_SIZE + _FRAME_LENGTH.unpack_from(envelope, at + 2)[0]
+            self.received += 1
+            if self.on_receive is not None:
+                self.on_receive(stop - at)
+            deliver(uid, envelope[at:stop], skip)
+            at = stop
 
     # ------------------------------------------------------------ queries
 
