@@ -17,6 +17,9 @@ BENCHMARKS = {
     "fuzz": "tinychat.bench.fuzz",
     "flood": "tinychat.bench.flood",
     "stalled": "tinychat.bench.stalled",
+    "idle": "tinychat.bench.idle",
+    "logins": "tinychat.bench.logins",
+    "sweep": "tinychat.bench.sweep",
 }
 
 

@@ -23,7 +23,18 @@ from pathlib import Path
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 
-from tinychat.bench.load import _HEADER, _PUSH, Peer, Stats, _run_reactor, _sleep, cpu_seconds, database, private_redis
+from tinychat.bench.load import (
+    _HEADER,
+    _PUSH,
+    Peer,
+    Stats,
+    _run_reactor,
+    _sleep,
+    cpu_seconds,
+    database,
+    elapsed_ns,
+    private_redis,
+)
 from tinychat.bench.seed import PASSWORD, seed_star
 from tinychat.client.client import TinyChatClient
 from tinychat.protocol import Login, encode
@@ -75,7 +86,7 @@ class FanOut:
         del self.pending[cmid]
         if self.measuring:
             self.done += 1
-            self.latencies.append(time.monotonic_ns() - cmid)
+            self.latencies.append(elapsed_ns(cmid))
         sender = self.sender
         if sender.sending:
             self.send()

@@ -9,7 +9,8 @@ as a `twistd` subprocess, and drives it from this process with prebuilt
 frames: each sender keeps `--window` messages in flight, sent but not yet
 delivered to its receiver (or, with --rate, the pairs share a fixed offered
 rate), each receiver times the push of every message against the send time
-carried in its client_msg_id.  It reports
+carried in the low bits of its client_msg_id (the high bits are random per
+sender, as real clients' ids are).  It reports
 messages/s acked and delivered, p50/p99 latency, and the CPU used by the
 node and by the generator.
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import struct
 import tempfile
 import time
@@ -57,6 +59,15 @@ _U64 = struct.Struct(">Q")
 _CMID_IN_PUSH = _HEADER + 24  # thread_id, seq, sender_uid, then client_msg_id
 _CMID_IN_SEND = _HEADER + 20  # request_id, thread_id, to_uid, then client_msg_id
 TEXT = "benchmark message, about forty bytes!!!"
+# client_msg_id = 24 random bits per sender (real clients pick random ids) + 40 bits of send time in ns,
+# which the receiver subtracts from its own clock (modulo 2**40 ns, about 18 minutes).
+_TIME_BITS = 40
+_TIME_MASK = (1 << _TIME_BITS) - 1
+
+
+def elapsed_ns(client_msg_id: int) -> int:
+    """Nanoseconds since a message with this client_msg_id (made by `Peer.send_one`) was sent."""
+    return (time.monotonic_ns() - client_msg_id) & _TIME_MASK
 
 
 def cpu_seconds(pid: int | None = None) -> float:
@@ -99,6 +110,7 @@ class Peer(Protocol):
         self.template: bytearray | None = None
         self.request_id = 0
         self.partner: Peer | None = None  # a receiver's sender: each delivery lets it send the next
+        self.id_prefix = random.getrandbits(64 - _TIME_BITS) << _TIME_BITS
 
     def connectionMade(self) -> None:
         self.transport.setTcpNoDelay(True)
@@ -113,7 +125,7 @@ class Peer(Protocol):
         template = self.template
         self.request_id = (self.request_id + 1) & 0xFFFFFFFF
         struct.pack_into(">I", template, _HEADER, self.request_id)
-        _U64.pack_into(template, _CMID_IN_SEND, time.monotonic_ns())
+        _U64.pack_into(template, _CMID_IN_SEND, self.id_prefix | (time.monotonic_ns() & _TIME_MASK))
         self.in_flight += 1
         self.transport.write(bytes(template))
 
@@ -129,7 +141,7 @@ class Peer(Protocol):
             if msg_id == _PUSH:
                 if stats.measuring:
                     stats.delivered += 1
-                    stats.latencies_ns.append(time.monotonic_ns() - _U64.unpack_from(buffer, offset + _CMID_IN_PUSH)[0])
+                    stats.latencies_ns.append(elapsed_ns(_U64.unpack_from(buffer, offset + _CMID_IN_PUSH)[0]))
                 sender = self.partner
                 if sender is not None:
                     sender.in_flight -= 1
@@ -168,15 +180,17 @@ class Result:
     errors: dict[int, int]
 
 
-async def _connect_all(nodes: list[NodeProcess], pairs: list[Pair], stats: Stats) -> list[tuple[Peer, Peer]]:
-    """Log every pair in; with several nodes the receiver is on the next node, so every message crosses."""
+async def _connect_all(nodes: list[NodeProcess], pairs: list[Pair], stats: Stats,
+                       same_node: bool = False) -> list[tuple[Peer, Peer]]:
+    """Log every pair in; with several nodes the receiver is on the next node (so every message crosses)
+    unless `same_node`."""
     endpoints = [TCP4ClientEndpoint(reactor, node.host, node.port) for node in nodes]
     peers = []
     for index, pair in enumerate(pairs):
         couple = []
         for offset, name in enumerate((pair.sender, pair.receiver)):
             login = encode(Login(request_id=2, identifier=name, password=PASSWORD, totp_code=""))
-            endpoint = endpoints[(index + offset) % len(endpoints)]
+            endpoint = endpoints[(index + (0 if same_node else offset)) % len(endpoints)]
             peer = await connectProtocol(endpoint, Peer(login, stats))
             await peer.logged_in
             couple.append(peer)
@@ -188,7 +202,7 @@ async def _connect_all(nodes: list[NodeProcess], pairs: list[Pair], stats: Stats
 
 async def _measure(nodes: list[NodeProcess], pairs: list[Pair], args: argparse.Namespace, backend: str) -> Result:
     stats = Stats()
-    peers = await _connect_all(nodes, pairs, stats)
+    peers = await _connect_all(nodes, pairs, stats, args.same_node)
     everyone = [p for couple in peers for p in couple]
     keepalive = LoopingCall(lambda: [p.transport.write(encode(Ping(request_id=0))) for p in everyone])
     keepalive.start(20, now=False)
@@ -304,7 +318,7 @@ def run(args: argparse.Namespace) -> Result:
         if args.nodes > 1 and not args.mysql:
             raise SystemExit("--nodes > 1 needs a shared database: pass --mysql URL")
         db = stack.enter_context(database(args.mysql, workdir))
-        pairs = seed_pairs(db, args.pairs, extra_users=args.extra_users)
+        pairs = seed_pairs(db, args.pairs, extra_users=args.extra_users, friends=args.friends)
         cluster: list[str] = []
         if args.nodes > 1 or args.redis:
             redis = args.redis or stack.enter_context(private_redis(workdir))
@@ -349,8 +363,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=float, default=2, help="seconds before measuring (default 2)")
     p.add_argument("--mysql", default=None, help="MySQL server URL (mysql://root@127.0.0.1:3306); default SQLite")
     p.add_argument("--nodes", type=int, default=1, help="nodes; with 2 or more every message crosses nodes")
+    p.add_argument("--same-node", action="store_true",
+                   help="with several nodes, put each receiver on its sender's node (nothing crosses)")
     p.add_argument("--redis", default=None, help="Redis URL for the cluster bus (default: a private redis-server)")
     p.add_argument("--extra-users", type=int, default=0, help="registered users beyond the pairs")
+    p.add_argument("--friends", type=int, default=0,
+                   help="friends (from the extra users) of every pair member, beyond its partner")
     p.add_argument("--node-arg", action="append", default=[], help="extra option for the node (repeatable)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     return p

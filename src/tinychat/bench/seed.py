@@ -27,8 +27,15 @@ class Pair:
     thread_id: int
 
 
-def seed_pairs(db: str, pairs: int, extra_users: int = 0, prefix: str = "bench") -> list[Pair]:
-    """Create `pairs` befriended user pairs (and `extra_users` loners); returns the pairs."""
+def seed_pairs(db: str, pairs: int, extra_users: int = 0, prefix: str = "bench", friends: int = 0) -> list[Pair]:
+    """Create `pairs` befriended user pairs and `extra_users` more users; returns the pairs.
+
+    With `friends`, every pair member is also befriended (with a direct thread)
+    with that many of the extra users, to show that a big friend list does not
+    make messages dearer.
+    """
+    if friends > extra_users:
+        raise ValueError("friends are taken from the extra users: need extra_users >= friends")
     url = parse_database_url(db)
     migrate(url)
     dialect = SQLITE if url.kind == "sqlite" else MYSQL
@@ -48,17 +55,27 @@ def seed_pairs(db: str, pairs: int, extra_users: int = 0, prefix: str = "bench")
         cursor.executemany(sql("INSERT INTO users (uid, username, username_key, email, password_hash, "
                                "totp_enabled, created_at_ms) VALUES (?, ?, ?, ?, ?, 0, ?)"),
                            users[start:start + 1000])
-    result = []
-    for index in range(pairs):
-        a, b = users[2 * index], users[2 * index + 1]
+    def befriend(a: int, b: int) -> int:
+        """The rows the server writes when b accepts a's request; returns their direct thread."""
+        lo, hi = min(a, b), max(a, b)
         cursor.execute(sql("INSERT INTO threads (kind, last_seq, user_lo, user_hi, title, created_at_ms) "
-                           "VALUES (1, 0, ?, ?, '', ?)"), (a[0], b[0], now))
+                           "VALUES (1, 0, ?, ?, '', ?)"), (lo, hi, now))
         thread_id = cursor.lastrowid
         cursor.executemany(sql("INSERT INTO thread_members (thread_id, uid, role, read_seq, joined_at_ms) "
-                               "VALUES (?, ?, 0, 0, ?)"), [(thread_id, a[0], now), (thread_id, b[0], now)])
+                               "VALUES (?, ?, 0, 0, ?)"), [(thread_id, a, now), (thread_id, b, now)])
         cursor.executemany(sql("INSERT INTO friendships (uid, friend_uid, remark, created_at_ms) "
-                               "VALUES (?, ?, '', ?)"), [(a[0], b[0], now), (b[0], a[0], now)])
-        result.append(Pair(a[1], a[0], b[1], b[0], thread_id))
+                               "VALUES (?, ?, '', ?)"), [(a, b, now), (b, a, now)])
+        return thread_id
+
+    result = []
+    extras = users[pairs * 2:]
+    for index in range(pairs):
+        a, b = users[2 * index], users[2 * index + 1]
+        result.append(Pair(a[1], a[0], b[1], b[0], befriend(a[0], b[0])))
+        for offset, member in enumerate((a, b)):
+            start = (2 * index + offset) * friends
+            for j in range(friends):
+                befriend(member[0], extras[(start + j) % len(extras)][0])
     conn.commit()
     conn.close()
     return result
