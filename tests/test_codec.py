@@ -340,13 +340,13 @@ def test_mutated_frames_decode_or_raise_protocol_error(case):
         assert type(decoded) is cls
         assert decoded.encode_body() == body
         compiled_ok = True
-    # The interpreted parser agrees with the compiled one on what is valid.
+    # construct's interpreted parser agrees with the generated one on what is valid.
     try:
         plain = cls.decode_body_plain(body)
     except Exception:
-        assert not compiled_ok, "plain parser refused a body the compiled parser accepted"
+        assert not compiled_ok, "plain parser refused a body the generated parser accepted"
     else:
-        assert compiled_ok, "compiled parser refused a body the plain parser accepted"
+        assert compiled_ok, "generated parser refused a body the plain parser accepted"
         assert plain == decoded
     # And the frame decoder says the same thing about the whole frame.
     frame = HEADER.pack(cls.MSG_ID, len(body)) + body

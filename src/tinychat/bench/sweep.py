@@ -80,10 +80,11 @@ def svg_plot(title: str, results: list[dict]) -> str:
     right = 2 * pad + panel
     decade = 10 ** math.floor(math.log10(lat_min))
     while decade <= lat_max:
-        if decade >= lat_min:
-            y = py_log(decade)
-            out.append(f'<text x="{right - 4}" y="{y + 4}" text-anchor="end">{decade:g}</text>')
-            out.append(f'<line x1="{right}" y1="{y}" x2="{right + panel}" y2="{y}" stroke="#ddd"/>')
+        for tick in (decade, 2 * decade, 5 * decade):
+            if lat_min <= tick <= lat_max:
+                y = py_log(tick)
+                out.append(f'<text x="{right - 4}" y="{y + 4}" text-anchor="end">{tick:g}</text>')
+                out.append(f'<line x1="{right}" y1="{y}" x2="{right + panel}" y2="{y}" stroke="#ddd"/>')
         decade *= 10
 
     def polyline(coords: list[tuple[float, float]], colour: str) -> None:
@@ -109,7 +110,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nodes", type=int, default=1, help="nodes (2 or more: every message crosses nodes)")
     p.add_argument("--json", type=Path, default=None, help="write the results here")
     p.add_argument("--svg", type=Path, default=None, help="write the plot here")
+    p.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                   help="only redraw the plot from a JSON file written by --json")
     args = p.parse_args(argv)
+    if args.replot:
+        results = json.loads(args.replot.read_text())
+        title = f"TinyChat, {results[0]['backend']}, {results[0]['nodes']} node(s): {results[0]['pairs']} pairs"
+        (args.svg or args.replot.with_suffix(".svg")).write_text(svg_plot(title, results) + "\n")
+        return
     common = ["--seconds", str(args.seconds), "--nodes", str(args.nodes)]
     if args.mysql:
         common += ["--mysql", args.mysql]

@@ -302,6 +302,8 @@ ERROR_TEXT: dict[type[errors.ServerError], str] = {
     errors.ServiceUnavailableError: "The service is briefly unavailable and nothing was stored; try again soon.",
     errors.NotImplementedByServerError: "This server does not offer that.",
     errors.IdleTimeoutError: "The server closed the connection after a long silence.",
+    errors.LimitExceededError: "The server closed the connection: too many connections or requests from here; "
+                               "wait a little before reconnecting.",
     errors.UnsupportedVersionError: "The server speaks another protocol version; update TinyChat.",
     errors.PermissionDeniedError: "Your role in that group does not allow it (the owner or an admin can).",
     errors.GroupFullError: "That would make the group bigger than the server allows.",
