@@ -206,3 +206,32 @@ def test_local_bus_delivers_to_attached_sessions_except_the_skipped_one():
     assert bus.online([1, 2]).result == {1}
     assert bus.detach(1, "s1").result is True
     assert bus.online([1]).result == set()
+
+
+def test_reads_in_flight_are_bounded_node_wide(tmp_path):
+    """A burst of history pages runs READS_IN_FLIGHT at a time: rows cannot pile up faster than they are sent."""
+    from tinychat.protocol import Direction
+    from tinychat.server.store.sql import READS_IN_FLIGHT, SqlStore
+
+    store = SqlStore(f"sqlite:///{tmp_path / 'reads.sqlite3'}")
+    started: list[defer.Deferred] = []
+
+    def fake_run(fn, *args, pool=None):
+        assert pool is store.read_pool
+        started.append(defer.Deferred())
+        return started[-1]
+
+    store._run = fake_run
+    try:
+        pages = [store.history(7, 0, Direction.BEFORE, 100) for _ in range(READS_IN_FLIGHT * 3)]
+        assert len(started) == READS_IN_FLIGHT
+        started[0].callback(([], False))
+        assert pages[0].result == ([], False)
+        assert len(started) == READS_IN_FLIGHT + 1
+        for d in started[1:]:
+            d.callback(([], False))
+        for d in started[READS_IN_FLIGHT + 1:]:
+            d.callback(([], False))
+        assert len(started) == len(pages)
+    finally:
+        store.close()

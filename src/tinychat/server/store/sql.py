@@ -74,12 +74,17 @@ _REQUEST_SELECT = (
 )
 
 
+# Reads (history pages, lists) being run or waiting for the reactor to take their results.
+READS_IN_FLIGHT = 4
+
+
 class SqlStore:
     """Durable state of TinyChat in one SQL database."""
 
     def __init__(self, url: DatabaseUrl | str, pool_size: int = 4) -> None:
         if isinstance(url, str):
             url = parse_database_url(url)
+        self._read_slots = defer.DeferredSemaphore(READS_IN_FLIGHT)
         self.url = url
         self.dialect: Dialect = SQLITE if url.kind == "sqlite" else MYSQL
         if url.kind == "sqlite":
@@ -121,8 +126,14 @@ class SqlStore:
     # ------------------------------------------------------------ plumbing
 
     def _read(self, fn: Callable[..., T], *args: Any) -> defer.Deferred:
-        """`_run` for a function that only reads, on the read connections."""
-        return self._run(fn, *args, pool=self.read_pool)
+        """`_run` for a function that only reads, on the read connections.
+
+        At most `READS_IN_FLIGHT` at a time, counting results not yet taken by
+        the reactor: database threads answer history pages faster than a busy
+        reactor can send them, and without the bound a thousand clients asking
+        for pages of long messages piled up gigabytes of rows.
+        """
+        return self._read_slots.run(self._run, fn, *args, pool=self.read_pool)
 
     def _run(self, fn: Callable[..., T], *args: Any, pool: adbapi.ConnectionPool | None = None) -> defer.Deferred:
         """Run `fn(cursor, *args)` in a transaction; retry deadlocks; map outages."""
