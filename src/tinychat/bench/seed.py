@@ -27,6 +27,48 @@ class Pair:
     thread_id: int
 
 
+class _Rows:
+    """An open database and the rows the server would write for users and friendships."""
+
+    def __init__(self, db: str) -> None:
+        url = parse_database_url(db)
+        migrate(url)
+        self.sql = (SQLITE if url.kind == "sqlite" else MYSQL).sql
+        self.conn = connect_sync(url)
+        self.cursor = self.conn.cursor()
+        self.now = int(time.time() * 1000)
+
+    def add_users(self, count: int, prefix: str) -> list[tuple[int, str]]:
+        """`count` users named prefix+uid, all with PASSWORD: [(uid, name)]."""
+        # A cheap hash: benchmarks of messaging should not pay for argon2 at login.
+        password_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
+        self.cursor.execute("SELECT COALESCE(MAX(uid), 9999) FROM users")
+        first = self.cursor.fetchone()[0] + 1
+        rows = [(uid, f"{prefix}{uid}", f"{prefix}{uid}", f"{prefix}{uid}@bench.invalid", password_hash, self.now)
+                for uid in range(first, first + count)]
+        for start in range(0, len(rows), 1000):
+            self.cursor.executemany(self.sql("INSERT INTO users (uid, username, username_key, email, password_hash, "
+                                             "totp_enabled, created_at_ms) VALUES (?, ?, ?, ?, ?, 0, ?)"),
+                                    rows[start:start + 1000])
+        return [(row[0], row[1]) for row in rows]
+
+    def befriend(self, a: int, b: int) -> int:
+        """The rows the server writes when b accepts a's request; returns their direct thread."""
+        cursor, sql, now = self.cursor, self.sql, self.now
+        cursor.execute(sql("INSERT INTO threads (kind, last_seq, user_lo, user_hi, title, created_at_ms) "
+                           "VALUES (1, 0, ?, ?, '', ?)"), (min(a, b), max(a, b), now))
+        thread_id = cursor.lastrowid
+        cursor.executemany(sql("INSERT INTO thread_members (thread_id, uid, role, read_seq, joined_at_ms) "
+                               "VALUES (?, ?, 0, 0, ?)"), [(thread_id, a, now), (thread_id, b, now)])
+        cursor.executemany(sql("INSERT INTO friendships (uid, friend_uid, remark, created_at_ms) "
+                               "VALUES (?, ?, '', ?)"), [(a, b, now), (b, a, now)])
+        return thread_id
+
+    def close(self) -> None:
+        self.conn.commit()
+        self.conn.close()
+
+
 def seed_pairs(db: str, pairs: int, extra_users: int = 0, prefix: str = "bench", friends: int = 0) -> list[Pair]:
     """Create `pairs` befriended user pairs and `extra_users` more users; returns the pairs.
 
@@ -36,48 +78,18 @@ def seed_pairs(db: str, pairs: int, extra_users: int = 0, prefix: str = "bench",
     """
     if friends > extra_users:
         raise ValueError("friends are taken from the extra users: need extra_users >= friends")
-    url = parse_database_url(db)
-    migrate(url)
-    dialect = SQLITE if url.kind == "sqlite" else MYSQL
-    # A cheap hash: benchmarks of messaging should not pay for argon2 at login.
-    password_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
-    now = int(time.time() * 1000)
-    conn = connect_sync(url)
-    cursor = conn.cursor()
-    sql = dialect.sql
-    cursor.execute("SELECT COALESCE(MAX(uid), 9999) FROM users")
-    next_uid = cursor.fetchone()[0] + 1
-    users = []
-    for index in range(pairs * 2 + extra_users):
-        name = f"{prefix}{next_uid + index}"
-        users.append((next_uid + index, name, name, f"{name}@bench.invalid", password_hash, now))
-    for start in range(0, len(users), 1000):
-        cursor.executemany(sql("INSERT INTO users (uid, username, username_key, email, password_hash, "
-                               "totp_enabled, created_at_ms) VALUES (?, ?, ?, ?, ?, 0, ?)"),
-                           users[start:start + 1000])
-    def befriend(a: int, b: int) -> int:
-        """The rows the server writes when b accepts a's request; returns their direct thread."""
-        lo, hi = min(a, b), max(a, b)
-        cursor.execute(sql("INSERT INTO threads (kind, last_seq, user_lo, user_hi, title, created_at_ms) "
-                           "VALUES (1, 0, ?, ?, '', ?)"), (lo, hi, now))
-        thread_id = cursor.lastrowid
-        cursor.executemany(sql("INSERT INTO thread_members (thread_id, uid, role, read_seq, joined_at_ms) "
-                               "VALUES (?, ?, 0, 0, ?)"), [(thread_id, a, now), (thread_id, b, now)])
-        cursor.executemany(sql("INSERT INTO friendships (uid, friend_uid, remark, created_at_ms) "
-                               "VALUES (?, ?, '', ?)"), [(a, b, now), (b, a, now)])
-        return thread_id
-
-    result = []
+    rows = _Rows(db)
+    users = rows.add_users(pairs * 2 + extra_users, prefix)
     extras = users[pairs * 2:]
+    result = []
     for index in range(pairs):
-        a, b = users[2 * index], users[2 * index + 1]
-        result.append(Pair(a[1], a[0], b[1], b[0], befriend(a[0], b[0])))
+        (a, a_name), (b, b_name) = users[2 * index], users[2 * index + 1]
+        result.append(Pair(a_name, a, b_name, b, rows.befriend(a, b)))
         for offset, member in enumerate((a, b)):
             start = (2 * index + offset) * friends
             for j in range(friends):
-                befriend(member[0], extras[(start + j) % len(extras)][0])
-    conn.commit()
-    conn.close()
+                rows.befriend(member, extras[(start + j) % len(extras)][0])
+    rows.close()
     return result
 
 
@@ -107,29 +119,9 @@ def seed_history(db: str, pair: Pair, count: int) -> None:
 
 def seed_star(db: str, members: int, prefix: str = "fan") -> tuple[str, list[str]]:
     """An owner befriended with `members` users (for group benchmarks and tests): (owner, member names)."""
-    url = parse_database_url(db)
-    migrate(url)
-    dialect = SQLITE if url.kind == "sqlite" else MYSQL
-    password_hash = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
-    now = int(time.time() * 1000)
-    conn = connect_sync(url)
-    cursor = conn.cursor()
-    sql = dialect.sql
-    cursor.execute("SELECT COALESCE(MAX(uid), 9999) FROM users")
-    first = cursor.fetchone()[0] + 1
-    users = [(first + i, f"{prefix}{first + i}", f"{prefix}{first + i}", f"{prefix}{first + i}@bench.invalid",
-              password_hash, now) for i in range(members + 1)]
-    cursor.executemany(sql("INSERT INTO users (uid, username, username_key, email, password_hash, "
-                           "totp_enabled, created_at_ms) VALUES (?, ?, ?, ?, ?, 0, ?)"), users)
-    owner = users[0]
-    for member in users[1:]:
-        cursor.execute(sql("INSERT INTO threads (kind, last_seq, user_lo, user_hi, title, created_at_ms) "
-                           "VALUES (1, 0, ?, ?, '', ?)"), (owner[0], member[0], now))
-        thread_id = cursor.lastrowid
-        cursor.executemany(sql("INSERT INTO thread_members (thread_id, uid, role, read_seq, joined_at_ms) "
-                               "VALUES (?, ?, 0, 0, ?)"), [(thread_id, owner[0], now), (thread_id, member[0], now)])
-        cursor.executemany(sql("INSERT INTO friendships (uid, friend_uid, remark, created_at_ms) "
-                               "VALUES (?, ?, '', ?)"), [(owner[0], member[0], now), (member[0], owner[0], now)])
-    conn.commit()
-    conn.close()
-    return owner[1], [u[1] for u in users[1:]]
+    rows = _Rows(db)
+    (owner, owner_name), *others = rows.add_users(members + 1, prefix)
+    for uid, _ in others:
+        rows.befriend(owner, uid)
+    rows.close()
+    return owner_name, [name for _, name in others]
