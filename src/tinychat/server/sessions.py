@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = Logger()
 _GROUP_CHANGED = GroupChangedPush.MSG_ID
+# What an older session of a user gets when the user logs in again (the same frame every time).
+_KICKED_BY_NEW_LOGIN = encode(KickedPush(reason=KickReason.NEW_LOGIN, message="you logged in from another connection"))
 
 
 class Sessions:
@@ -72,9 +74,7 @@ class Sessions:
             connection.logged_in(session)
             self.local.setdefault(user.uid, {})[session.session_id] = connection
             await self.bus.attach(user.uid, session.session_id)
-            self.bus.publish([user.uid], encode(KickedPush(reason=KickReason.NEW_LOGIN,
-                                                           message="you logged in from another connection")),
-                             skip_session=session.session_id)
+            self.bus.publish([user.uid], _KICKED_BY_NEW_LOGIN, skip_session=session.session_id)
         finally:
             release()
         if friends:
