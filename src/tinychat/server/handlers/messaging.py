@@ -126,10 +126,15 @@ class MessageHandlers:
     def _direct_stored(self, stored: StoredMessage, conn: ChatConnection, session: Session, req: SendMessage,
                        members: Sequence[int]) -> None:
         """Stored: push it to the members and ack it (the ack is dropped if the client has gone)."""
-        if not stored.duplicate:
-            self._publish(stored, session, req.client_msg_id, req.text, MessageKind.TEXT, None, members)
-        conn.answer(MessageAck(req.request_id, stored.thread_id, stored.seq, req.client_msg_id,
-                               stored.sent_at_ms).encode_frame())
+        try:
+            if not stored.duplicate:
+                self._publish(stored, session, req.client_msg_id, req.text, MessageKind.TEXT, None, members)
+            ack = MessageAck(req.request_id, stored.thread_id, stored.seq, req.client_msg_id,
+                             stored.sent_at_ms).encode_frame()
+        except Exception:  # the request must still end, with an error, rather than hang
+            conn.answer_failed(Failure(), req, session)
+            return
+        conn.answer(ack)
 
     @staticmethod
     def _direct_failed(failure: Failure, conn: ChatConnection, session: Session, req: SendMessage,
