@@ -36,7 +36,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import LoopingCall
 
-from tinychat.bench.load import Peer, Stats, _run_reactor, _sleep, cpu_seconds, database
+from tinychat.bench.load import Peer, Stats, _run_reactor, _sleep, cpu_seconds, database, paced_sends
 from tinychat.bench.seed import PASSWORD, seed_history, seed_pairs
 from tinychat.protocol import (
     Direction,
@@ -166,18 +166,7 @@ async def _measure(node: NodeProcess, pairs: list, flooder, args: argparse.Names
     everyone = [p for couple in couples for p in couple]
     keepalive = LoopingCall(lambda: [p.transport.write(encode(Ping(request_id=0))) for p in everyone])
     keepalive.start(20, now=False)
-    senders = [sender for sender, _ in couples]
-    start = time.monotonic()
-    sent = [0]
-
-    def tick() -> None:
-        due = int((time.monotonic() - start) * args.rate)
-        while sent[0] < due:
-            senders[sent[0] % len(senders)].send_one()
-            sent[0] += 1
-
-    ticker = LoopingCall(tick)
-    ticker.start(0.001)
+    ticker = paced_sends([sender for sender, _ in couples], args.rate)
     phases = {}
     for phase in ("idle", "flood"):
         stats = Stats()

@@ -209,17 +209,7 @@ async def _measure(nodes: list[NodeProcess], pairs: list[Pair], args: argparse.N
     senders = [sender for sender, _ in peers]
     ticker = None
     if args.rate:
-        start = time.monotonic()
-        sent = [0]
-
-        def tick() -> None:
-            due = int((time.monotonic() - start) * args.rate)
-            while sent[0] < due:
-                senders[sent[0] % len(senders)].send_one()
-                sent[0] += 1
-
-        ticker = LoopingCall(tick)
-        ticker.start(0.001)
+        ticker = paced_sends(senders, args.rate)
     else:
         for sender in senders:
             sender.sending = True
@@ -250,6 +240,23 @@ async def _measure(nodes: list[NodeProcess], pairs: list[Pair], args: argparse.N
         node_cpu_percent=round(100 * node_cpu / elapsed), generator_cpu_percent=round(100 * own_cpu / elapsed),
         errors=stats.errors,
     )
+
+
+def paced_sends(senders: list[Peer], rate: float) -> LoopingCall:
+    """Send `rate` messages/s in total, round-robin over `senders`, topped up every millisecond; stop() ends it."""
+    start = time.monotonic()
+    sent = 0
+
+    def tick() -> None:
+        nonlocal sent
+        due = int((time.monotonic() - start) * rate)
+        while sent < due:
+            senders[sent % len(senders)].send_one()
+            sent += 1
+
+    ticker = LoopingCall(tick)
+    ticker.start(0.001)
+    return ticker
 
 
 def _sleep(seconds: float) -> defer.Deferred:
