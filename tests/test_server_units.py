@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from twisted.internet import defer
 from twisted.internet.task import Clock
+from twisted.logger import Logger, formatEvent
 
 from tinychat.protocol import CodePurpose, ErrorCode, ProtocolError
 from tinychat.server.bus.local import LocalBus
 from tinychat.server.ratelimit import FailureLimiter
 from tinychat.server.store.records import CodeRow, NewMessage, StoredMessage
+from tinychat.server.turnlog import TurnLog
 from tinychat.server.verify import VerificationCodes, normalize_email
 from tinychat.server.writer import MessageWriter
 
@@ -235,3 +237,19 @@ def test_reads_in_flight_are_bounded_node_wide(tmp_path):
         assert len(started) == len(pages)
     finally:
         store.close()
+
+
+def test_login_lines_of_one_reactor_turn_make_one_log_event():
+    events: list[dict] = []
+    clock = Clock()
+    audit = TurnLog(Logger(observer=events.append), clock)
+    for uid in (1, 2, 3):
+        audit.add(f"login uid={uid}")
+    assert events == []  # written at the end of the turn
+    clock.advance(0)
+    assert [formatEvent(event) for event in events] == ["login uid=1\nlogin uid=2\nlogin uid=3"]
+    audit.add("login uid=4")
+    audit.flush()  # the node stopping: nothing waits for another turn
+    assert formatEvent(events[-1]) == "login uid=4" and clock.getDelayedCalls() == []
+    clock.advance(0)
+    assert len(events) == 2

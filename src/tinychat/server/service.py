@@ -87,6 +87,7 @@ class NodeService(service.MultiService):
         services = self.node.services
         if services is not None:
             await services.bus.stop()
+            services.sessions.audit.flush()
             services.passwords.stop()
             services.store.close()
 
@@ -128,7 +129,7 @@ def build_node(config: NodeConfig, reactor) -> Node:
     else:
         bus = LocalBus(config.node_id, address, connections)
     metrics = Metrics()
-    sessions = Sessions(store, bus, metrics)
+    sessions = Sessions(store, bus, reactor, metrics)
     writer = MessageWriter(lambda batch: store.append_messages(batch, int(reactor.seconds() * 1000)),
                            on_batch=metrics.observe_batch, clock=reactor)
     mailer = make_mailer(config.smtp, reactor)

@@ -20,8 +20,11 @@ from tinychat.server.bus.base import Bus
 from tinychat.server.session import Session
 from tinychat.server.store.records import UserRow
 from tinychat.server.store.sql import SqlStore
+from tinychat.server.turnlog import TurnLog
 
 if TYPE_CHECKING:
+    from twisted.internet.interfaces import IReactorTime
+
     from tinychat.server.connection import ChatConnection
     from tinychat.server.metrics import Metrics
 
@@ -38,7 +41,7 @@ class Sessions:
     user that every other session (on any node) obeys.
     """
 
-    def __init__(self, store: SqlStore, bus: Bus, metrics: Metrics | None = None) -> None:
+    def __init__(self, store: SqlStore, bus: Bus, clock: IReactorTime, metrics: Metrics | None = None) -> None:
         self.store = store
         self.bus = bus
         self.metrics = metrics
@@ -47,6 +50,8 @@ class Sessions:
         # Members of groups that this node's users write to; a GROUP_CHANGED push
         # for a group (which its members' nodes all receive) drops its entry.
         self._group_members: dict[int, list[int]] = {}
+        # Every login is logged (operators expect it), but a burst of logins makes one log event.
+        self.audit = TurnLog(log, clock)
 
     @property
     def count(self) -> int:
@@ -79,7 +84,7 @@ class Sessions:
             release()
         if friends:
             self.bus.publish(friends, encode(PresencePush(uid=user.uid, online=True)))
-        log.info("login uid={uid} session={session}", uid=user.uid, session=session.session_id)
+        self.audit.add(f"login uid={user.uid} session={session.session_id}")
         if self.metrics is not None:
             self.metrics.logins.inc()
         return LoggedIn(request_id=request_id, uid=user.uid, username=user.username, email=user.email,
