@@ -19,6 +19,7 @@ class Dialect:
     for_update: str
     greatest: str  # name of the two-argument max function
     blob_type: str  # column type for file chunks
+    json_agg: str  # aggregate that gathers values into one JSON array
 
     @lru_cache(maxsize=512)  # noqa: B019 - dialects are two module-level singletons
     def sql(self, text: str) -> str:
@@ -38,7 +39,7 @@ class Dialect:
         return ", ".join([self.placeholder] * count)
 
 
-SQLITE = Dialect("sqlite", "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "", "", "max", "BLOB")
+SQLITE = Dialect("sqlite", "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "", "", "max", "BLOB", "json_group_array")
 MYSQL = Dialect("mysql", "%s", "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
                 " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin", " FOR UPDATE", "GREATEST",
-                "MEDIUMBLOB")
+                "MEDIUMBLOB", "JSON_ARRAYAGG")

@@ -9,6 +9,7 @@ nothing half-done is acknowledged; MySQL deadlocks are retried.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -108,6 +109,8 @@ class SqlStore:
                 "pymysql", host=url.host, port=url.port, user=url.user, password=url.password,
                 database=url.database, charset="utf8mb4", autocommit=False, connect_timeout=5,
                 read_timeout=30, write_timeout=30,
+                # JSON_ARRAYAGG (a session's friends at login) is cut at this length; 1 MiB by default
+                init_command="SET SESSION group_concat_max_len = @@max_allowed_packet",
                 cp_min=1, cp_max=pool_size, cp_reconnect=True, cp_noisy=False,
             )
             self.read_pool = self.pool
@@ -370,12 +373,13 @@ class SqlStore:
 class _Tx:
     """A cursor wrapper that rewrites placeholders for the driver."""
 
-    __slots__ = ("_cursor", "_sql", "for_update")
+    __slots__ = ("_cursor", "_sql", "for_update", "json_agg")
 
     def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
         self._cursor = cursor
         self._sql = dialect.sql
         self.for_update = dialect.for_update
+        self.json_agg = dialect.json_agg
 
     def execute(self, query: str, params: Iterable[Any] = ()) -> Cursor:
         params = tuple(params)
@@ -484,18 +488,12 @@ def _token_user(tx: _Tx, token_hash: str, now_ms: int) -> tuple[int, int] | None
     return row[0], row[1]
 
 
-_TOKEN_LOGIN = (f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}, t.expires_at_ms "
-                "FROM tokens t JOIN users u ON u.uid = t.uid WHERE t.token_hash = ?")
-
-
 def _token_login(tx: _Tx, token_hash: str, now_ms: int
                  ) -> tuple[UserRow, int, dict[int, int], dict[int, int]] | None:
-    row = tx.one(_TOKEN_LOGIN, (token_hash,))
+    row = tx.one(_TOKEN_LOGIN[tx.json_agg], (token_hash,))
     if row is None or row[7] <= now_ms:
         return None
-    user = _user(row)
-    friends, threads = _session_state(tx, user.uid)
-    return user, row[7], friends, threads
+    return _user(row), row[7], *_state_from_json(row[0], row[8], row[9])
 
 
 def _token_logins(tx: _Tx, lookups: list[tuple[str, int]]
@@ -623,15 +621,42 @@ def _remove_friend(tx: _Tx, uid: int, friend_uid: int) -> bool:
     return removed > 0
 
 
-def _session_state(tx: _Tx, uid: int) -> tuple[dict[int, int], dict[int, int]]:
-    friends = {row.uid: row.thread_id for row in _friends(tx, uid)}
+def _state_columns(json_agg: str, uid: str) -> str:
+    """Two columns: the user's friends as a JSON array of [friend_uid, thread_id] and their
+    threads as one of [thread_id, user_lo, user_hi], for the user whose uid is the SQL `uid`.
+
+    One row for the whole state, where two queries gave one row per friend and per
+    thread: sqlite3 hands the GIL over at every row it steps to, and at a login
+    burst each hand-over is a wait for the reactor thread.
+    """
+    lo_hi = ("t.user_lo = CASE WHEN f.uid < f.friend_uid THEN f.uid ELSE f.friend_uid END "
+             "AND t.user_hi = CASE WHEN f.uid < f.friend_uid THEN f.friend_uid ELSE f.uid END")
+    return (f"(SELECT {json_agg}(JSON_ARRAY(f.friend_uid, COALESCE(t.thread_id, 0))) FROM friendships f "
+            f"LEFT JOIN threads t ON {lo_hi} WHERE f.uid = {uid}), "
+            f"(SELECT {json_agg}(JSON_ARRAY(t.thread_id, t.user_lo, t.user_hi)) FROM thread_members m "
+            f"JOIN threads t ON t.thread_id = m.thread_id WHERE m.uid = {uid})")
+
+
+def _state_from_json(uid: int, friends_json: str | None, threads_json: str | None
+                     ) -> tuple[dict[int, int], dict[int, int]]:
+    """(friend uid -> 1:1 thread id or 0, thread id -> peer uid or 0 for a group) from `_state_columns`."""
+    friends = {uid: thread_id for uid, thread_id in json.loads(friends_json or "[]")}
     threads: dict[int, int] = {}
-    for thread_id, user_lo, user_hi in tx.all(
-            "SELECT t.thread_id, t.user_lo, t.user_hi FROM thread_members m "
-            "JOIN threads t ON t.thread_id = m.thread_id WHERE m.uid = ?", (uid,)):
-        peer = 0 if user_lo is None else (user_hi if user_lo == uid else user_lo)
-        threads[thread_id] = peer
+    for thread_id, user_lo, user_hi in json.loads(threads_json or "[]"):  # MySQL's aggregate of no rows is NULL
+        threads[thread_id] = 0 if user_lo is None else (user_hi if user_lo == uid else user_lo)
     return friends, threads
+
+
+_SESSION_STATE = {agg: f"SELECT {_state_columns(agg, '?')}" for agg in (SQLITE.json_agg, MYSQL.json_agg)}
+_TOKEN_LOGIN = {agg: f"SELECT {', '.join('u.' + c for c in _USER_COLUMNS.split(', '))}, t.expires_at_ms, "
+                     f"{_state_columns(agg, 'u.uid')} FROM tokens t JOIN users u ON u.uid = t.uid "
+                     "WHERE t.token_hash = ?"
+                for agg in (SQLITE.json_agg, MYSQL.json_agg)}
+
+
+def _session_state(tx: _Tx, uid: int) -> tuple[dict[int, int], dict[int, int]]:
+    friends_json, threads_json = tx.one(_SESSION_STATE[tx.json_agg], (uid, uid))
+    return _state_from_json(uid, friends_json, threads_json)
 
 
 # ---------------------------------------------------------------- threads
