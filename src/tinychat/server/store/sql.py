@@ -370,14 +370,41 @@ class SqlStore:
         return self._run(fn, *args)
 
 
-class _Tx:
-    """A cursor wrapper that rewrites placeholders for the driver."""
+def _mysql_renderer(connection: Any) -> Callable[[str, tuple], str]:
+    """What pymysql does to a query's parameters (`query % escaped values`), with the usual types inline.
 
-    __slots__ = ("_cursor", "_sql", "for_update", "json_agg")
+    pymysql escapes each value through several Python calls; a batch of 500
+    messages has about 8,000 values, and escaping them took a quarter of the
+    batch's transaction.  Ints, strings and None are rendered here exactly as
+    pymysql renders them; anything else goes to the connection's own `escape`.
+    """
+    from pymysql.constants.SERVER_STATUS import SERVER_STATUS_NO_BACKSLASH_ESCAPES
+    from pymysql.converters import escape_string
+
+    escape = connection.escape
+
+    def render(query: str, params: tuple) -> str:
+        if connection.server_status & SERVER_STATUS_NO_BACKSLASH_ESCAPES:  # the server's sql_mode says so
+            return query % tuple(map(escape, params))
+        return query % tuple([
+            str(value) if type(value) is int
+            else "'" + escape_string(value) + "'" if type(value) is str
+            else "NULL" if value is None
+            else escape(value)
+            for value in params])
+
+    return render
+
+
+class _Tx:
+    """A cursor wrapper that rewrites placeholders for the driver (and renders MySQL's parameters)."""
+
+    __slots__ = ("_cursor", "_render", "_sql", "for_update", "json_agg")
 
     def __init__(self, cursor: Cursor, dialect: Dialect) -> None:
         self._cursor = cursor
         self._sql = dialect.sql
+        self._render = _mysql_renderer(cursor.connection) if dialect is MYSQL else None
         self.for_update = dialect.for_update
         self.json_agg = dialect.json_agg
 
@@ -386,7 +413,10 @@ class _Tx:
         for value in params:  # a u64 from a request past BIGINT: no row can match, say so instead of crashing
             if type(value) is int and not -_I64 <= value < _I64:
                 raise refuse(ErrorCode.INVALID_ARGUMENT, f"number out of range: {value}")
-        self._cursor.execute(self._sql(query), params)
+        if self._render is None:
+            self._cursor.execute(self._sql(query), params)
+        else:
+            self._cursor.execute(self._render(self._sql(query), params))
         return self._cursor
 
     def one(self, query: str, params: Iterable[Any] = ()) -> tuple | None:
