@@ -40,6 +40,7 @@ Cursor = Any
 _U64 = 1 << 64
 _I64 = 1 << 63
 _RETRYABLE_MYSQL = {1205, 1213}  # lock wait timeout, deadlock
+_LOST_MYSQL = {2006, 2013, 2055}  # server gone away, connection lost during a query
 _MAX_RETRIES = 3
 
 
@@ -101,19 +102,25 @@ class SqlStore:
                 "sqlite3", url.path, check_same_thread=False, timeout=30,
                 cp_min=1, cp_max=2, cp_openfun=_setup_sqlite_reader, cp_noisy=False,
             )
+            self.message_pool = self.pool
             self._transient: tuple[type[BaseException], ...] = (sqlite3.OperationalError,)
         else:
             import pymysql
 
-            self.pool = adbapi.ConnectionPool(
-                "pymysql", host=url.host, port=url.port, user=url.user, password=url.password,
-                database=url.database, charset="utf8mb4", autocommit=False, connect_timeout=5,
-                read_timeout=30, write_timeout=30,
-                # JSON_ARRAYAGG (a session's friends at login) is cut at this length; 1 MiB by default
-                init_command="SET SESSION group_concat_max_len = @@max_allowed_packet",
-                cp_min=1, cp_max=pool_size, cp_reconnect=True, cp_noisy=False,
-            )
+            def mysql_pool(size: int) -> adbapi.ConnectionPool:
+                return adbapi.ConnectionPool(
+                    "pymysql", host=url.host, port=url.port, user=url.user, password=url.password,
+                    database=url.database, charset="utf8mb4", autocommit=False, connect_timeout=5,
+                    read_timeout=30, write_timeout=30,
+                    # JSON_ARRAYAGG (a session's friends at login) is cut at this length; 1 MiB by default
+                    init_command="SET SESSION group_concat_max_len = @@max_allowed_packet",
+                    cp_min=1, cp_max=size, cp_reconnect=True, cp_noisy=False,
+                )
+
+            self.pool = mysql_pool(pool_size)
             self.read_pool = self.pool
+            # Message batches go through one connection of their own, one after another (see writer.py).
+            self.message_pool = mysql_pool(1)
             self._transient = (pymysql.err.OperationalError, pymysql.err.InterfaceError,
                                adbapi.ConnectionLost)
 
@@ -122,9 +129,8 @@ class SqlStore:
         return migrate(self.url)
 
     def close(self) -> None:
-        self.pool.close()
-        if self.read_pool is not self.pool:
-            self.read_pool.close()
+        for pool in {self.pool, self.read_pool, self.message_pool}:
+            pool.close()
 
     # ------------------------------------------------------------ plumbing
 
@@ -139,26 +145,43 @@ class SqlStore:
         return self._read_slots.run(self._run, fn, *args, pool=self.read_pool)
 
     def _run(self, fn: Callable[..., T], *args: Any, pool: adbapi.ConnectionPool | None = None) -> defer.Deferred:
-        """Run `fn(cursor, *args)` in a transaction; retry deadlocks; map outages."""
+        """Run `fn(cursor, *args)` in a transaction; retry deadlocks; map outages.
+
+        A deadlocked transaction is retried at once on its own database thread,
+        so nothing queued behind it on that connection (the next message batch)
+        can commit before it; one whose connection died (a database restart
+        since it was last used) is run again on a new connection.
+        """
         dialect = self.dialect
         pool = pool or self.pool
+        kind = self.url.kind
+        retryable = _RETRYABLE_MYSQL if kind == "mysql" else frozenset()
 
-        def interaction(txn: Cursor) -> T:
-            return fn(_Tx(txn, dialect), *args)
-
-        attempts = [0]
+        def in_thread(connection: Any) -> T:  # runWithConnection commits after it, or rolls back and fails
+            for attempt in range(_MAX_RETRIES + 1):
+                transaction = adbapi.Transaction(pool, connection)
+                try:
+                    result = fn(_Tx(transaction, dialect), *args)
+                except Exception as error:
+                    code = error.args[0] if error.args and type(error.args[0]) is int else None
+                    lost = kind == "mysql" and (code in _LOST_MYSQL or type(error).__name__ == "InterfaceError")
+                    if attempt == _MAX_RETRIES or not (lost or code in retryable):
+                        raise
+                    if lost:  # the connection died before the commit, so nothing of this was kept:
+                        connection.reconnect()  # run it again on a new one (fails if the database is still away)
+                    else:
+                        connection.rollback()
+                else:
+                    transaction.close()
+                    return result
+            raise AssertionError("unreachable")
 
         def failed(failure: Failure) -> Any:
-            error = failure.value
-            code = error.args[0] if getattr(error, "args", None) else None
-            if self.url.kind == "mysql" and code in _RETRYABLE_MYSQL and attempts[0] < _MAX_RETRIES:
-                attempts[0] += 1
-                return pool.runInteraction(interaction).addErrback(failed)
             if failure.check(*self._transient):
-                raise UnavailableError(f"database: {error}")
+                raise UnavailableError(f"database: {failure.value}")
             return failure
 
-        return pool.runInteraction(interaction).addErrback(failed)
+        return pool.runWithConnection(in_thread).addErrback(failed)
 
     # ------------------------------------------------------------ users
 
@@ -284,8 +307,11 @@ class SqlStore:
         return self._run(_mark_read, uid, thread_id, seq, self.dialect)
 
     def append_messages(self, batch: list[NewMessage], now_ms: int) -> defer.Deferred:
-        """Store a batch in one transaction; [StoredMessage] in the batch's order."""
-        return self._run(_append_messages, batch, now_ms, self.dialect)
+        """Store a batch in one transaction; [StoredMessage] in the batch's order.
+
+        Batches are written one after another, in the order they were given.
+        """
+        return self._run(_append_messages, batch, now_ms, self.dialect, pool=self.message_pool)
 
     def is_member(self, thread_id: int, uid: int) -> defer.Deferred:
         return self._run(_is_member, thread_id, uid)
