@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from twisted.enterprise import adbapi
@@ -42,6 +43,10 @@ _I64 = 1 << 63
 _RETRYABLE_MYSQL = {1205, 1213}  # lock wait timeout, deadlock
 _LOST_MYSQL = {2006, 2013, 2055}  # server gone away, connection lost during a query
 _MAX_RETRIES = 3
+
+
+class _RunAgainError(Exception):
+    """Raised in a transaction that has changed course: roll it back and run it again."""
 
 
 class DuplicateError(Exception):
@@ -165,7 +170,7 @@ class SqlStore:
                 except Exception as error:
                     code = error.args[0] if error.args and type(error.args[0]) is int else None
                     lost = kind == "mysql" and (code in _LOST_MYSQL or type(error).__name__ == "InterfaceError")
-                    if attempt == _MAX_RETRIES or not (lost or code in retryable):
+                    if attempt == _MAX_RETRIES or not (lost or code in retryable or type(error) is _RunAgainError):
                         raise
                     if lost:  # the connection died before the commit, so nothing of this was kept:
                         connection.reconnect()  # run it again on a new one (fails if the database is still away)
@@ -311,7 +316,7 @@ class SqlStore:
 
         Batches are written one after another, in the order they were given.
         """
-        return self._run(_append_messages, batch, now_ms, self.dialect, pool=self.message_pool)
+        return self._run(_append_messages, batch, now_ms, self.dialect, _Resends(), pool=self.message_pool)
 
     def is_member(self, thread_id: int, uid: int) -> defer.Deferred:
         return self._run(_is_member, thread_id, uid)
@@ -796,16 +801,31 @@ def _mark_read(tx: _Tx, uid: int, thread_id: int, seq: int, dialect: Dialect) ->
 # ---------------------------------------------------------------- messages
 
 
-def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dialect) -> list[StoredMessage]:
+@dataclass(slots=True)
+class _Resends:
+    """Whether a batch looks for resends before it inserts.
+
+    Resends are rare (a client that lost its connection before the ack), so a
+    batch first inserts without looking: the unique key on (client_msg_id,
+    sender_uid) refuses a message stored before, and only then is the batch
+    run again, looking first.  Looking costs an indexed read per message.
+    """
+
+    look_first: bool = False
+
+
+def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dialect,
+                     resends: _Resends | None = None) -> list[StoredMessage]:
     """Group commit: dedupe by (client_msg_id, sender), allocate seqs per thread, insert all rows.
 
     Seqs come from `threads.last_seq`, read under a row lock (MySQL) or the
     single SQLite writer, and raised in the same transaction as the inserts:
     dense, increasing, never shared, whatever other nodes do at the same time.
     """
+    resends = resends or _Resends(look_first=True)
     results: list[StoredMessage | None] = [None] * len(batch)
     # 1. Resends: a (client_msg_id, sender) already stored returns its first outcome.
-    keys = sorted({(to_i64(m.client_msg_id), m.sender_uid) for m in batch})
+    keys = sorted({(to_i64(m.client_msg_id), m.sender_uid) for m in batch}) if resends.look_first else []
     known: dict[tuple[int, int], StoredMessage] = {}
     for start in range(0, len(keys), 500):
         chunk = keys[start:start + 500]
@@ -851,9 +871,15 @@ def _append_messages(tx: _Tx, batch: list[NewMessage], now_ms: int, dialect: Dia
         for start in range(0, len(rows), 200):
             chunk = rows[start:start + 200]
             values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
-            tx.execute("INSERT INTO messages (thread_id, seq, sender_uid, client_msg_id, kind, body, sent_at_ms, "
-                       "blob_id, att_name, att_size, att_type, att_width, att_height) "
-                       f"VALUES {values}", [v for row in chunk for v in row])
+            try:
+                tx.execute("INSERT INTO messages (thread_id, seq, sender_uid, client_msg_id, kind, body, "
+                           "sent_at_ms, blob_id, att_name, att_size, att_type, att_width, att_height) "
+                           f"VALUES {values}", [v for row in chunk for v in row])
+            except Exception as error:
+                if resends.look_first or not _is_integrity_error(error):
+                    raise
+                resends.look_first = True  # a resend (or another node stored it just now): look, then insert
+                raise _RunAgainError from error
         # Raise each thread's last_seq (rows locked above) and each sender's read mark (the sender is a
         # member, so the row exists): UPDATEs by whole primary keys, which lock only those rows.  An
         # upsert, or a range of a key's prefix, would also lock gaps and neighbouring rows, and the
