@@ -162,26 +162,6 @@ def test_group_commit_batches_what_arrives_during_a_write():
     assert [d.result.text for d in waiting] == [f"m{i}" for i in range(2, 12)]
 
 
-def test_the_next_batch_waits_at_the_database_behind_the_running_one():
-    """With a clock, what arrived in a reactor turn goes to the database at the turn's end, two batches at most."""
-    store, clock = FakeStore(), Clock()
-    writer = MessageWriter(store.write, clock=clock)
-    results = [writer.submit(message(1))]
-    results += [writer.submit(message(i)) for i in (2, 3)]
-    assert [len(b) for b, _ in store.batches] == [1]  # the turn is not over
-    clock.advance(0)
-    assert [len(b) for b, _ in store.batches] == [1, 2]
-    results += [writer.submit(message(i)) for i in (4, 5, 6)]
-    clock.advance(0)
-    assert [len(b) for b, _ in store.batches] == [1, 2] and writer.queued == 3  # two in flight already
-    store.commit(0)
-    assert [len(b) for b, _ in store.batches] == [1, 2, 3]  # the first ended: the queue follows at once
-    store.commit(1)
-    store.commit(2)
-    assert [d.result.text for d in results] == [f"m{i}" for i in range(1, 7)]
-    assert clock.getDelayedCalls() == []
-
-
 def test_submit_call_passes_results_and_failures_to_plain_callbacks():
     """The hot path's callbacks get (result, *args); one raising does not keep the rest of the batch waiting."""
     store = FakeStore()

@@ -1,15 +1,9 @@
 """Group commit: messages that arrive while a write is in flight share the next transaction.
 
-When idle, a message is written at once.  While a write runs, new messages
-queue, and at the end of the reactor turn everything queued (up to
-`max_batch`) goes to the database as the next multi-row transaction, which
-waits there behind the running one: at most `max_in_flight` (two) batches at
-a time.  The database thread thus starts the next commit the moment the last
-one ends, instead of waiting for a busy reactor to hear of it and send more.
-`write_batch` must run batches one after another, in order (one database
-connection): that keeps each sender's messages in order and lets a batch see
-every message committed before it.  Under load, batches grow and the
-per-message cost of a commit shrinks.
+One write is in flight at a time per node.  While it runs, new messages
+queue; when it finishes, everything queued (up to `max_batch`) goes into one
+multi-row transaction.  Under load, batches grow and the per-message cost of
+a commit shrinks; when idle, a message is written at once.
 
 The hot path (`submit_call`) takes plain callbacks instead of making a
 Deferred per message: at tens of thousands of messages per second the
@@ -34,16 +28,12 @@ class MessageWriter:
     """Queues messages and writes them in batches through `write_batch`."""
 
     def __init__(self, write_batch: Callable[[list[NewMessage]], defer.Deferred], max_batch: int = 1000,
-                 on_batch: Callable[[int, float], Any] | None = None, clock: Any = None,
-                 max_in_flight: int = 2) -> None:
+                 on_batch: Callable[[int, float], Any] | None = None, clock: Any = None) -> None:
         self._write_batch = write_batch
         self.max_batch = max_batch
         # (message, callback(stored, *args), errback(failure, *args), args)
         self._queue: list[tuple[NewMessage, Callable[..., Any], Callable[..., Any], tuple]] = []
-        self._in_flight = 0
-        # Without a clock there is no end of turn to wait for: one batch at a time.
-        self.max_in_flight = max_in_flight if clock is not None else 1
-        self._turn_end: Any = None  # the pending call that flushes at the end of this reactor turn
+        self._in_flight = False
         self._on_batch = on_batch
         self._clock = clock
         self.batches = 0
@@ -61,13 +51,6 @@ class MessageWriter:
         self._queue.append((message, callback, errback, args))
         if not self._in_flight:
             self._flush()
-        elif self._in_flight < self.max_in_flight and self._turn_end is None:
-            self._turn_end = self._clock.callLater(0, self._end_of_turn)
-
-    def _end_of_turn(self) -> None:
-        self._turn_end = None
-        if self._queue and self._in_flight < self.max_in_flight:
-            self._flush()
 
     @property
     def queued(self) -> int:
@@ -76,19 +59,19 @@ class MessageWriter:
     def _flush(self) -> None:
         batch = self._queue[:self.max_batch]
         del self._queue[:self.max_batch]
-        self._in_flight += 1
+        self._in_flight = True
         started = self._clock.seconds() if self._clock is not None else 0.0
         d = defer.maybeDeferred(self._write_batch, [entry[0] for entry in batch])
         d.addBoth(self._written, batch, started)
 
     def _written(self, result: Any, batch: list, started: float) -> None:
-        self._in_flight -= 1
+        self._in_flight = False
         self.batches += 1
         self.messages += len(batch)
         if self._on_batch is not None and self._clock is not None:
             self._on_batch(len(batch), self._clock.seconds() - started)
-        if self._queue and self._in_flight < self.max_in_flight:
-            self._flush()  # queue the next commit before delivering this one's results
+        if self._queue:
+            self._flush()  # start the next commit before delivering this one's results
         if isinstance(result, Failure):
             for _, _, errback, args in batch:
                 self._call(errback, result, args)

@@ -124,7 +124,8 @@ class SqlStore:
 
             self.pool = mysql_pool(pool_size)
             self.read_pool = self.pool
-            # Message batches go through one connection of their own, one after another (see writer.py).
+            # Message batches (one at a time, see writer.py) have a connection of their own:
+            # a commit never waits for a free connection behind a burst of reads.
             self.message_pool = mysql_pool(1)
             self._transient = (pymysql.err.OperationalError, pymysql.err.InterfaceError,
                                adbapi.ConnectionLost)
