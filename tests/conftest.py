@@ -13,6 +13,7 @@ from tests.chat import Users
 from tests.databases import fresh_database
 from tests.reactor_thread import start_reactor
 from tests.redis_server import RedisServer
+from tinychat.server.store.sql import SqlStore
 from tinychat.testing.nodes import NodeProcess, run_node
 
 if TYPE_CHECKING:
@@ -78,6 +79,16 @@ def backend(request) -> str:
 def database(backend: str, tmp_path: Path) -> Iterator[str]:
     with fresh_database(backend.split("+")[0], tmp_path) as url:
         yield url
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def store(request, tmp_path: Path) -> Iterator[SqlStore]:
+    """A migrated store on a fresh database, for tests of the store itself: on SQLite and on MariaDB."""
+    with fresh_database(request.param, tmp_path) as url:
+        store = SqlStore(url, pool_size=2)
+        store.migrate()
+        yield store
+        store.close()
 
 
 @pytest.fixture

@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.databases import fresh_database
 from tests.reactor_thread import call
 from tinychat.server.store.sql import SqlStore
 
 pytestmark = pytest.mark.integration
 
 NOW = 1_700_000_000_000
-
-
-@pytest.fixture(params=["sqlite", "mysql"])
-def store(request, tmp_path: Path) -> Iterator[SqlStore]:
-    with fresh_database(request.param, tmp_path) as url:
-        store = SqlStore(url, pool_size=2)
-        store.migrate()
-        yield store
-        store.close()
 
 
 def _befriend(store: SqlStore, a: int, b: int) -> int:
@@ -62,12 +49,8 @@ def test_login_state_matches_the_friend_and_thread_lists(store: SqlStore):
 
 
 
-def test_mariadb_aggregates_a_state_as_long_as_a_row_may_be(tmp_path: Path):
+@pytest.mark.parametrize("store", ["mysql"], indirect=True)
+def test_mariadb_aggregates_a_state_as_long_as_a_row_may_be(store: SqlStore):
     """MariaDB cuts JSON_ARRAYAGG at group_concat_max_len (1 MiB by default, about 50,000 friends)."""
-    with fresh_database("mysql", tmp_path) as url:
-        store = SqlStore(url, pool_size=1)
-        try:
-            limit, packet = call(store.run, lambda tx: tx.one("SELECT @@group_concat_max_len, @@max_allowed_packet"))
-        finally:
-            store.close()
+    limit, packet = call(store.run, lambda tx: tx.one("SELECT @@group_concat_max_len, @@max_allowed_packet"))
     assert limit == packet >= 16 << 20

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.databases import fresh_database
 from tests.reactor_thread import call
 from tinychat.protocol import Direction
 from tinychat.server.store.records import NewMessage
@@ -16,15 +12,6 @@ from tinychat.server.store.sql import SqlStore
 pytestmark = pytest.mark.integration
 
 NOW = 1_700_000_000_000
-
-
-@pytest.fixture(params=["sqlite", "mysql"])
-def store(request, tmp_path: Path) -> Iterator[SqlStore]:
-    with fresh_database(request.param, tmp_path) as url:
-        store = SqlStore(url, pool_size=2)
-        store.migrate()
-        yield store
-        store.close()
 
 
 def test_a_resend_late_in_a_big_batch_gets_its_first_outcome_and_the_rest_are_stored_once(store: SqlStore):
