@@ -153,10 +153,9 @@ class SqlStore:
     def _run(self, fn: Callable[..., T], *args: Any, pool: adbapi.ConnectionPool | None = None) -> defer.Deferred:
         """Run `fn(cursor, *args)` in a transaction; retry deadlocks; map outages.
 
-        A deadlocked transaction is retried at once on its own database thread,
-        so nothing queued behind it on that connection (the next message batch)
-        can commit before it; one whose connection died (a database restart
-        since it was last used) is run again on a new connection.
+        A deadlocked transaction is rolled back and run again at once, on its own
+        database thread; one whose connection died before its commit (a database
+        restart since the connection was last used) is run again on a new one.
         """
         dialect = self.dialect
         pool = pool or self.pool
@@ -702,7 +701,7 @@ def _state_columns(json_agg: str, uid: str) -> str:
 def _state_from_json(uid: int, friends_json: str | None, threads_json: str | None
                      ) -> tuple[dict[int, int], dict[int, int]]:
     """(friend uid -> 1:1 thread id or 0, thread id -> peer uid or 0 for a group) from `_state_columns`."""
-    friends = {uid: thread_id for uid, thread_id in json.loads(friends_json or "[]")}
+    friends = {friend_uid: thread_id for friend_uid, thread_id in json.loads(friends_json or "[]")}
     threads: dict[int, int] = {}
     for thread_id, user_lo, user_hi in json.loads(threads_json or "[]"):  # MySQL's aggregate of no rows is NULL
         threads[thread_id] = 0 if user_lo is None else (user_hi if user_lo == uid else user_lo)
