@@ -12,6 +12,7 @@ server's push about them is then not shown a second time.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from prompt_toolkit.formatted_text import FormattedText
@@ -25,6 +26,8 @@ from tinychat.client.view import ThreadState
 from tinychat.protocol import GroupChange, GroupMember, Role, ThreadKind
 
 if TYPE_CHECKING:
+    from twisted.internet.defer import Deferred
+
     from tinychat.client.repl.app import ReplApp
     from tinychat.client.repl.commands import Invocation
 
@@ -116,11 +119,28 @@ def _is_open(app: ReplApp, group: ThreadState) -> bool:
     return app.chat is not None and app.chat.thread_id == group.thread_id
 
 
-def _expect(app: ReplApp, thread_id: int, change: GroupChange, subject: int) -> tuple[int, GroupChange, int]:
-    """This REPL is about to make this change: its push needs no line of its own."""
-    key = (thread_id, change, subject)
-    app.quiet_changes.add(key)
-    return key
+async def _change(app: ReplApp, thread_id: int, change: GroupChange, subjects: Sequence[int],
+                  request: Callable[[], Deferred], refused: str,
+                  special: Mapping[type[errors.ServerError], str] | None = None) -> None:
+    """Ask for a group change that this command will confirm itself.
+
+    Its pushes (one per subject) then need no line of their own, unless the
+    request fails; a refusal becomes a CommandError: the `special` sentence of
+    its error type, or `refused` (completing "Only ... can ...") via `_refusal`.
+    """
+    keys = [(thread_id, change, subject) for subject in subjects]
+    app.quiet_changes.update(keys)
+    try:
+        await wait(request())
+    except errors.ServerError as e:
+        app.quiet_changes.difference_update(keys)
+        for error_type, sentence in (special or {}).items():
+            if isinstance(e, error_type):
+                raise CommandError(sentence) from None
+        raise _refusal(e, refused) from None
+    except BaseException:
+        app.quiet_changes.difference_update(keys)
+        raise
 
 
 def _refusal(e: errors.ServerError, what: str) -> CommandError:
@@ -223,19 +243,12 @@ async def invite(app: ReplApp, inv: Invocation) -> None:
     if there:
         were = "is" if len(there) == 1 else "are"
         raise CommandError(f"{render.names_list(there)} {were} in {group.title} already.")
-    keys = [_expect(app, group.thread_id, GroupChange.ADDED, uid) for uid, _ in friends]
-    try:
-        await wait(app.client.add_group_members(group.thread_id, [uid for uid, _ in friends]))
-    except errors.ServerError as e:
-        app.quiet_changes.difference_update(keys)
-        if isinstance(e, errors.NotFriendsError):
-            raise CommandError("Only friends can be added to a group; /friends lists yours.") from None
-        if isinstance(e, errors.GroupFullError):
-            raise CommandError(f"{group.title} would have more members than the server allows.") from None
-        raise _refusal(e, f"Only the owner and the admins of {group.title} can add members.") from None
-    except BaseException:
-        app.quiet_changes.difference_update(keys)
-        raise
+    uids = [uid for uid, _ in friends]
+    await _change(app, group.thread_id, GroupChange.ADDED, uids,
+                  lambda: app.client.add_group_members(group.thread_id, uids),
+                  f"Only the owner and the admins of {group.title} can add members.",
+                  {errors.NotFriendsError: "Only friends can be added to a group; /friends lists yours.",
+                   errors.GroupFullError: f"{group.title} would have more members than the server allows."})
     for uid, _ in friends:
         members[uid] = Role.MEMBER
     app.console.show(render.ok(f"You added {render.names_list([n for _, n in friends])} to {group.title}."))
@@ -246,16 +259,9 @@ async def kick(app: ReplApp, inv: Invocation) -> None:
     uid, name = await find_member(app, group, inv["MEMBER"])
     if uid == app.client.view.uid:
         raise CommandError("To go yourself, /leave the group.")
-    key = _expect(app, group.thread_id, GroupChange.REMOVED, uid)
-    try:
-        await wait(app.client.remove_group_member(group.thread_id, uid))
-    except errors.ServerError as e:
-        app.quiet_changes.discard(key)
-        raise _refusal(e, f"You cannot remove {name}: the owner removes anyone, admins only plain members.") \
-            from None
-    except BaseException:
-        app.quiet_changes.discard(key)
-        raise
+    await _change(app, group.thread_id, GroupChange.REMOVED, [uid],
+                  lambda: app.client.remove_group_member(group.thread_id, uid),
+                  f"You cannot remove {name}: the owner removes anyone, admins only plain members.")
     app.rosters.get(group.thread_id, {}).pop(uid, None)
     app.console.show(render.ok(f"You removed {name} from {group.title}."))
 
@@ -284,15 +290,8 @@ async def leave(app: ReplApp, inv: Invocation) -> None:
     if members is not None and members.get(me) is Role.OWNER and len(members) > 1:
         raise CommandError(f"You own {group.title}: hand it over first (/owner MEMBER), or /dissolve it.")
     was_open = _is_open(app, group)
-    key = _expect(app, group.thread_id, GroupChange.LEFT, me)
-    try:
-        await wait(app.client.leave_group(group.thread_id))
-    except errors.ServerError as e:
-        app.quiet_changes.discard(key)
-        raise _refusal(e, f"You own {group.title}: hand it over first (/owner MEMBER), or /dissolve it.") from None
-    except BaseException:
-        app.quiet_changes.discard(key)
-        raise
+    await _change(app, group.thread_id, GroupChange.LEFT, [me], lambda: app.client.leave_group(group.thread_id),
+                  f"You own {group.title}: hand it over first (/owner MEMBER), or /dissolve it.")
     app.forget_group(group.thread_id)  # (the push may have come first)
     app.console.show(render.ok(f"You left {group.title}." + (" The chat is closed." if was_open else "")))
 
@@ -303,15 +302,8 @@ async def rename(app: ReplApp, inv: Invocation) -> None:
     if len(name.encode()) > 64:
         raise CommandError("A group name has at most 64 bytes.")
     old = group.title
-    key = _expect(app, group.thread_id, GroupChange.RENAMED, 0)
-    try:
-        await wait(app.client.rename_group(group.thread_id, name))
-    except errors.ServerError as e:
-        app.quiet_changes.discard(key)
-        raise _refusal(e, f"Only the owner of {old} can rename it.") from None
-    except BaseException:
-        app.quiet_changes.discard(key)
-        raise
+    await _change(app, group.thread_id, GroupChange.RENAMED, [0],
+                  lambda: app.client.rename_group(group.thread_id, name), f"Only the owner of {old} can rename it.")
     app.renamed(group.thread_id, name)
     app.console.show(render.ok(f"You renamed {old} to {name}."))
 
@@ -340,15 +332,9 @@ async def owner(app: ReplApp, inv: Invocation) -> None:
 async def _set_role(app: ReplApp, group: ThreadState, uid: int, role: Role) -> None:
     if uid == app.client.view.uid:
         raise CommandError("That is you: the owner changes the roles of the other members.")
-    key = _expect(app, group.thread_id, GroupChange.ROLE_CHANGED, uid)
-    try:
-        await wait(app.client.set_group_role(group.thread_id, uid, role))
-    except errors.ServerError as e:
-        app.quiet_changes.discard(key)
-        raise _refusal(e, f"Only the owner of {group.title} can change roles.") from None
-    except BaseException:
-        app.quiet_changes.discard(key)
-        raise
+    await _change(app, group.thread_id, GroupChange.ROLE_CHANGED, [uid],
+                  lambda: app.client.set_group_role(group.thread_id, uid, role),
+                  f"Only the owner of {group.title} can change roles.")
     members = app.rosters.get(group.thread_id)
     if members is not None:
         members[uid] = role
@@ -361,14 +347,7 @@ async def dissolve(app: ReplApp, inv: Invocation) -> None:
         app.console.show(render.notice(f"{group.title} stays."))
         return
     was_open = _is_open(app, group)
-    key = _expect(app, group.thread_id, GroupChange.DISSOLVED, 0)
-    try:
-        await wait(app.client.dissolve_group(group.thread_id))
-    except errors.ServerError as e:
-        app.quiet_changes.discard(key)
-        raise _refusal(e, f"Only the owner of {group.title} can dissolve it.") from None
-    except BaseException:
-        app.quiet_changes.discard(key)
-        raise
+    await _change(app, group.thread_id, GroupChange.DISSOLVED, [0], lambda: app.client.dissolve_group(group.thread_id),
+                  f"Only the owner of {group.title} can dissolve it.")
     app.forget_group(group.thread_id)  # (the push may have come first)
     app.console.show(render.ok(f"You dissolved {group.title}." + (" The chat is closed." if was_open else "")))
