@@ -10,8 +10,10 @@ the generator one file descriptor (an int) and nothing else.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import hashlib
+import json
 import resource
 import secrets
 import select
@@ -19,8 +21,9 @@ import socket
 import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
+from typing import Any
 
 from argon2 import PasswordHasher
 
@@ -49,6 +52,20 @@ _ERROR = Error.MSG_ID
 _U16 = struct.Struct(">H")
 HELLO = encode(Hello(request_id=1, min_version=1, max_version=1, client_name="tinychat-bench"))
 LOGOUT = encode(Logout(request_id=3, revoke_token=False))
+
+
+def add_output_options(p: argparse.ArgumentParser) -> None:
+    """--node-arg and --json: every benchmark that starts its own nodes takes them."""
+    p.add_argument("--node-arg", action="append", default=[], help="extra option for the node (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def printed_as_json(args: argparse.Namespace, result: Any) -> bool:
+    """With --json, print the result (a dataclass or plain data) as JSON and say so."""
+    if not args.json:
+        return False
+    print(json.dumps(asdict(result) if is_dataclass(result) else result))
+    return True
 
 
 def raise_nofile(wanted: int) -> int:

@@ -36,6 +36,7 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.task import LoopingCall
 
+from tinychat.bench.common import add_output_options, printed_as_json
 from tinychat.bench.load import Peer, Stats, _run_reactor, _sleep, cpu_seconds, database, paced_sends
 from tinychat.bench.seed import PASSWORD, seed_history, seed_pairs
 from tinychat.protocol import (
@@ -233,12 +234,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seconds", type=float, default=20, help="measurement per phase (default 20)")
     p.add_argument("--warmup", type=float, default=5, help="seconds before measuring each phase (default 5)")
     p.add_argument("--mysql", default=None, help="MySQL server URL (default SQLite)")
-    p.add_argument("--node-arg", action="append", default=[], help="extra node option (repeatable)")
-    p.add_argument("--json", action="store_true")
+    add_output_options(p)
     args = p.parse_args(argv)
     result = run(args)
-    if args.json:
-        print(json.dumps(result))
+    if printed_as_json(args, result):
         return
     idle, flooded, counts = result["idle"], result["flood"], result["flood_counts"]
     print(f"{result['pairs']} pairs at {result['offered_rate']:,.0f} msg/s, a {result['flood_kind']} flood from "

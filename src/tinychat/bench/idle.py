@@ -17,18 +17,19 @@ The generator keeps one file descriptor per open connection and nothing else.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from tinychat.bench.common import (
     LISTEN,
     NODE_OPTIONS,
     LoginDriver,
+    add_output_options,
     nofile_of,
+    printed_as_json,
     raise_nofile,
     rss_kib,
     seed_tokens,
@@ -131,16 +132,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=256, help="connections being logged in at once (default 256)")
     p.add_argument("--settle", type=float, default=2, help="seconds to wait before the second RSS (default 2)")
     p.add_argument("--hold", type=float, default=0, help="seconds to hold them open, then RSS again (default 0)")
-    p.add_argument("--node-arg", action="append", default=[], help="extra option for the node (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     r = run(args)
-    if args.json:
-        print(json.dumps(asdict(r)))
+    if printed_as_json(args, r):
         return
     print(f"sqlite, 1 node: {r.connections:,} idle logged-in connections from {r.sources} source address(es), "
           f"window {r.window}, token logins")

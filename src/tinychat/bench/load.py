@@ -18,7 +18,6 @@ node and by the generator.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import struct
@@ -26,7 +25,7 @@ import tempfile
 import time
 import uuid
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from twisted.internet import defer, reactor
@@ -34,6 +33,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 
+from tinychat.bench.common import add_output_options, printed_as_json
 from tinychat.bench.seed import PASSWORD, Pair, seed_pairs
 from tinychat.protocol import (
     HEADER,
@@ -376,16 +376,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--extra-users", type=int, default=0, help="registered users beyond the pairs")
     p.add_argument("--friends", type=int, default=0,
                    help="friends (from the extra users) of every pair member, beyond its partner")
-    p.add_argument("--node-arg", action="append", default=[], help="extra option for the node (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     result = run(args)
-    if args.json:
-        print(json.dumps(asdict(result)))
+    if printed_as_json(args, result):
         return
     what = f"offered {result.offered_rate:,.0f}/s" if result.mode == "rate" else f"window {result.window}"
     print(f"{result.backend}, {result.nodes} node(s): {result.pairs} pairs, {what}, {result.seconds:g} s")

@@ -20,14 +20,21 @@ and the CPU of the node and of the generator over each measurement.
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
-from tinychat.bench.common import LISTEN, NODE_OPTIONS, LoginDriver, seed_tokens, set_password_hashes
+from tinychat.bench.common import (
+    LISTEN,
+    NODE_OPTIONS,
+    LoginDriver,
+    add_output_options,
+    printed_as_json,
+    seed_tokens,
+    set_password_hashes,
+)
 from tinychat.bench.load import cpu_seconds
 from tinychat.bench.seed import PASSWORD, seed_pairs
 from tinychat.protocol import Login, LoginWithToken, encode
@@ -146,16 +153,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--argon2", default="3,65536,4",
                    help="argon2id time_cost,memory_kib,parallelism of the password hashes (default 3,65536,4, "
                         "the node's defaults)")
-    p.add_argument("--node-arg", action="append", default=[], help="extra option for the node (repeatable)")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_output_options(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     r = run(args)
-    if args.json:
-        print(json.dumps(asdict(r)))
+    if printed_as_json(args, r):
         return
     print(f"sqlite, 1 node: {r.users:,} users, connections {r.connections}")
     for phase in r.phases:
