@@ -19,7 +19,7 @@ from tinychat.testing.nodes import NodeProcess, run_node
 if TYPE_CHECKING:
     from tests.smtp_server import SmtpServer
 
-pytest_plugins = ["tests.smtp_server"]  # the smtp_server and smtp_server_factory fixtures
+pytest_plugins = ["tests.smtp_server", "tests.repl_driver"]  # smtp_server(_factory) and start_repl fixtures
 
 # Cheap argon2id for tests: the cost parameters are measured by the benchmarks, not here.
 FAST_HASHING = ["--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--argon2-parallelism", "1"]

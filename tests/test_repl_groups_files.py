@@ -1,8 +1,8 @@
 """The REPL's group and file commands: their parts in-process, and the real app against a real node.
 
-The end-to-end tests drive the REPL in a subprocess through its stdin, the
-way tests/test_repl.py does (same driver), while the other users are
-client-library users in this process.
+The end-to-end tests drive the REPL in a subprocess through
+`tests.repl_driver`, while the other users are client-library users in this
+process.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -18,8 +17,9 @@ import pytest
 from prompt_toolkit.completion import CompleteEvent
 from prompt_toolkit.document import Document
 
+from tests.repl_driver import login
 from tests.test_files import png
-from tests.test_repl import SQLITE, Repl, login
+from tests.test_repl import SQLITE
 from tinychat.client.repl import render
 from tinychat.client.repl.commands import Invocation, parse
 from tinychat.client.repl.completion import ChatCompleter, CompletionData, lex
@@ -35,25 +35,6 @@ from tinychat.protocol import (
     Role,
     ThreadKind,
 )
-
-
-@pytest.fixture
-def start_repl(tmp_path: Path) -> Iterator:
-    repls: list[Repl] = []
-
-    def start(*servers: str) -> Repl:
-        workdir = tmp_path / f"repl{len(repls)}"
-        workdir.mkdir()
-        repl = Repl(list(servers), workdir)
-        repls.append(repl)
-        repl.expect(r"TinyChat \d")
-        return repl
-
-    yield start
-    for repl in repls:
-        repl.quit()
-        print(f"----- REPL transcript -----\n{repl.output}\n----- stderr -----\n{repl.errors}")
-
 
 # ---------------------------------------------------------------------------------------------- parts
 
