@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.chat import SyncClient, Users
+from tests.conftest import FAST_HASHING
+from tests.databases import fresh_database
 from tests.redis_server import RedisServer
 from tinychat.testing.nodes import NodeProcess, run_node
 
 PRESENCE_TTL = 2.0
-FAST_HASHING = ["--argon2-time-cost", "1", "--argon2-memory-kib", "1024", "--argon2-parallelism", "1"]
 
 
 @dataclass
@@ -59,3 +61,14 @@ class Cluster:
 
     def users(self, code_for) -> Users:
         return Users(self.endpoint(next(iter(self.nodes))), code_for)
+
+
+@contextmanager
+def running_cluster(tmp_path: Path, redis: RedisServer, smtp_port: int, node_ids: tuple[str, ...]) -> Iterator[Cluster]:
+    """Nodes `node_ids` on a fresh MariaDB database and `redis`, stopped and dropped afterwards."""
+    with fresh_database("mysql", tmp_path) as database:
+        running = Cluster(database, redis, tmp_path, smtp_port)
+        with running.stack:
+            for node_id in node_ids:
+                running.start(node_id)
+            yield running

@@ -9,7 +9,7 @@ import pytest
 from twisted.internet import defer
 
 from tests.chat import PASSWORD, SyncClient
-from tests.cluster import PRESENCE_TTL, Cluster
+from tests.cluster import PRESENCE_TTL, Cluster, running_cluster
 from tests.databases import fresh_database
 from tests.reactor_thread import call
 from tinychat.protocol import (
@@ -27,12 +27,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def cluster(tmp_path, redis_server, smtp_server):
-    with fresh_database("mysql", tmp_path) as database:
-        running = Cluster(database, redis_server, tmp_path, smtp_server.port)
-        with running.stack:
-            for node_id in ("n1", "n2", "n3"):
-                running.start(node_id)
-            yield running
+    with running_cluster(tmp_path, redis_server, smtp_server.port, ("n1", "n2", "n3")) as running:
+        yield running
 
 
 def login(cluster: Cluster, node_id: str, name: str) -> SyncClient:

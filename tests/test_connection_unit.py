@@ -8,6 +8,7 @@ from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.test.iosim import connectedServerAndClient
 
+from tests.in_memory import replies, server
 from tinychat.client.connection import ClientConnection
 from tinychat.client.errors import (
     ConnectionClosedError,
@@ -32,21 +33,6 @@ from tinychat.protocol import (
 from tinychat.server.config import NodeConfig
 from tinychat.server.connection import ChatConnection
 from tinychat.server.node import Node
-
-
-def server(clock: Clock, **config) -> tuple[ChatConnection, StringTransport]:
-    node = Node(NodeConfig(node_id="unit", **config), clock)
-    conn = ChatConnection(node)
-    transport = StringTransport()
-    conn.makeConnection(transport)
-    return conn, transport
-
-
-def replies(transport: StringTransport) -> list:
-    data = transport.value()
-    transport.clear()
-    return FrameDecoder().feed(data)
-
 
 HELLO = encode(Hello(request_id=1, min_version=1, max_version=1, client_name="unit"))
 

@@ -10,8 +10,7 @@ import zlib
 import pytest
 
 from tests.chat import PASSWORD, SyncClient
-from tests.cluster import Cluster
-from tests.databases import fresh_database
+from tests.cluster import running_cluster
 from tinychat.client.errors import BlobNotFoundError, HashMismatchError, TooLargeError
 from tinychat.protocol import BeginUpload, MessageKind, MessagePush, UploadChunk
 
@@ -139,12 +138,8 @@ def test_uploads_over_the_limit_are_refused(node_factory, smtp_server):
 
 @pytest.fixture
 def cluster(tmp_path, redis_server, smtp_server):
-    with fresh_database("mysql", tmp_path) as database:
-        running = Cluster(database, redis_server, tmp_path, smtp_server.port)
-        with running.stack:
-            for node_id in ("n1", "n2"):
-                running.start(node_id)
-            yield running
+    with running_cluster(tmp_path, redis_server, smtp_server.port, ("n1", "n2")) as running:
+        yield running
 
 
 def test_upload_interrupted_on_one_node_resumes_on_another(cluster, smtp_server):

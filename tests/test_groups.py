@@ -6,8 +6,7 @@ import pytest
 from twisted.internet import defer
 
 from tests.chat import PASSWORD, SyncClient
-from tests.cluster import Cluster
-from tests.databases import fresh_database
+from tests.cluster import running_cluster
 from tests.reactor_thread import call
 from tinychat.bench.seed import PASSWORD as SEEDED_PASSWORD
 from tinychat.bench.seed import seed_star
@@ -106,12 +105,8 @@ def test_group_cap(node_factory, smtp_server, tmp_path):
 
 @pytest.fixture
 def cluster(tmp_path, redis_server, smtp_server):
-    with fresh_database("mysql", tmp_path) as database:
-        running = Cluster(database, redis_server, tmp_path, smtp_server.port)
-        with running.stack:
-            for node_id in ("n1", "n2", "n3"):
-                running.start(node_id)
-            yield running
+    with running_cluster(tmp_path, redis_server, smtp_server.port, ("n1", "n2", "n3")) as running:
+        yield running
 
 
 def test_group_life_cycle_across_three_nodes(cluster, smtp_server):

@@ -13,16 +13,14 @@ from pathlib import Path
 
 import pytest
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.internet.testing import StringTransport
 from twisted.logger import LogLevel, capturedLogs
 
 from tests.conftest import FAST_HASHING
+from tests.in_memory import replies, server
 from tinychat.protocol import (
     Error,
     ErrorCode,
-    FrameDecoder,
     Hello,
     ListFriends,
     MessageAck,
@@ -56,19 +54,6 @@ HELLO = encode(Hello(request_id=1, min_version=1, max_version=1, client_name="li
 PASSWORD = "limits password"
 
 
-def server(clock: Clock, peer: str = "192.0.2.1", factory: ChatFactory | None = None,
-           **config) -> tuple[ChatConnection, StringTransport]:
-    node = factory.node if factory is not None else Node(NodeConfig(node_id="unit", **config), clock)
-    conn = factory.buildProtocol(None) if factory is not None else ChatConnection(node)
-    transport = StringTransport(peerAddress=IPv4Address("TCP", peer, 40000))
-    conn.makeConnection(transport)
-    return conn, transport
-
-
-def replies(transport: StringTransport) -> list:
-    data = transport.value()
-    transport.clear()
-    return FrameDecoder().feed(data)
 
 
 def pings(first: int, count: int) -> bytes:
