@@ -80,23 +80,6 @@ async def run(args: argparse.Namespace, reactor: Any) -> int:
         await client.close().asFuture(loop)
 
 
-def log_warnings_to_stderr() -> None:
-    """Show the library's warnings and errors (failed handlers, lost connections)."""
-    import sys
-
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-                                     redirectStandardIO=False)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     loop = asyncio.new_event_loop()
@@ -104,7 +87,9 @@ def main(argv: list[str] | None = None) -> None:
     from twisted.internet import asyncioreactor
 
     asyncioreactor.install(loop)  # first: before anything imports the default reactor
-    log_warnings_to_stderr()
+    from tinychat.client import log_warnings_to_stderr
+
+    log_warnings_to_stderr()  # the library's warnings and errors, on stderr
     from twisted.internet import defer, task
 
     def start(reactor: Any) -> defer.Deferred:

@@ -104,26 +104,11 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
     await finished  # until interrupted, or the session ends
 
 
-def log_warnings_to_stderr() -> None:
-    """Show the library's warnings and errors (failed handlers, lost connections)."""
-    import sys
-
-    from twisted.logger import (
-        FilteringLogObserver,
-        LogLevel,
-        LogLevelFilterPredicate,
-        globalLogBeginner,
-        textFileLogObserver,
-    )
-
-    predicate = LogLevelFilterPredicate(defaultLogLevel=LogLevel.warn)
-    globalLogBeginner.beginLoggingTo([FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])],
-                                     redirectStandardIO=False)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    log_warnings_to_stderr()
+    from tinychat.client import log_warnings_to_stderr
+
+    log_warnings_to_stderr()  # the library's warnings and errors, on stderr
     from twisted.internet import defer, task
 
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args)))

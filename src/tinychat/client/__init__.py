@@ -13,10 +13,11 @@ from tinychat.client.errors import (
     ServerError,
     TinyChatError,
 )
+from tinychat.client.logs import log_warnings_to_stderr
 from tinychat.client.view import Friend, LocalView, MessageSequencer, ThreadState
 
 __all__ = [
     "Backoff", "ClientConnection", "ConnectionClosedError", "ConnectionState", "Friend", "LocalView",
     "MessageSequencer", "ProtocolViolationError", "RequestTimeoutError", "ServerError", "ThreadState",
-    "TinyChatClient", "TinyChatError", "connect",
+    "TinyChatClient", "TinyChatError", "connect", "log_warnings_to_stderr",
 ]
