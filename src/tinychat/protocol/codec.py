@@ -64,8 +64,12 @@ class FrameDecoder:
         """Bytes held for an incomplete frame."""
         return len(self._buffer)
 
-    def feed_frames(self, data: bytes) -> list[tuple[int, bytes]]:
-        """Split into (msg_id, body) pairs without decoding the bodies."""
+    def split(self, data: bytes) -> tuple[list[tuple[int, bytes]], ProtocolError | None]:
+        """(msg_id, body) pairs completed by `data`, and the header error that ends the stream, if any.
+
+        The frames before an oversized header are kept: a server serves them
+        first, so what it answers does not depend on how TCP cut the stream.
+        """
         buffer = self._buffer + data if self._buffer else data
         frames = []
         offset = 0
@@ -75,16 +79,21 @@ class FrameDecoder:
             msg_id, length = _unpack_header(buffer, offset)
             if length > max_body:
                 self._buffer = b""
-                raise ProtocolError(
-                    ErrorCode.FRAME_TOO_LARGE,
-                    f"body_len {length} exceeds the maximum of {max_body} bytes",
-                )
+                return frames, ProtocolError(
+                    ErrorCode.FRAME_TOO_LARGE, f"body_len {length} exceeds the maximum of {max_body} bytes")
             stop = offset + HEADER_SIZE + length
             if stop > end:
                 break
             frames.append((msg_id, buffer[offset + HEADER_SIZE:stop]))
             offset = stop
         self._buffer = buffer[offset:] if offset < end else b""
+        return frames, None
+
+    def feed_frames(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Split into (msg_id, body) pairs without decoding the bodies; raise at a bad header."""
+        frames, error = self.split(data)
+        if error is not None:
+            raise error
         return frames
 
     def feed(self, data: bytes) -> list[Message]:

@@ -29,8 +29,6 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from tinychat.protocol import (
-    HEADER,
-    HEADER_SIZE,
     MAX_HISTORY_PAGE,
     Access,
     Error,
@@ -115,38 +113,6 @@ def _request_id_of(msg_id: int, body: bytes) -> int:
     return 0
 
 
-class FrameSplitter(FrameDecoder):
-    """The codec's frame splitter, except that frames before an oversized header are kept.
-
-    FrameDecoder raises at the bad header and drops the complete frames read
-    with it; the server serves those first, so what it answers does not depend
-    on how TCP happened to cut the stream.
-    """
-
-    __slots__ = ()
-
-    def split(self, data: bytes) -> tuple[list[tuple[int, bytes]], ProtocolError | None]:
-        """(msg_id, body) pairs completed by `data`, and the header error that ends the stream, if any."""
-        buffer = self._buffer + data if self._buffer else data
-        frames = []
-        offset = 0
-        end = len(buffer)
-        max_body = self.max_body
-        while end - offset >= HEADER_SIZE:
-            msg_id, length = HEADER.unpack_from(buffer, offset)
-            if length > max_body:
-                self._buffer = b""
-                return frames, ProtocolError(
-                    ErrorCode.FRAME_TOO_LARGE, f"body_len {length} exceeds the maximum of {max_body} bytes")
-            stop = offset + HEADER_SIZE + length
-            if stop > end:
-                break
-            frames.append((msg_id, buffer[offset + HEADER_SIZE:stop]))
-            offset = stop
-        self._buffer = buffer[offset:] if offset < end else b""
-        return frames, None
-
-
 def _truncate_utf8(text: str, limit: int) -> str:
     """At most `limit` bytes of UTF-8, cut at a character boundary (ERROR text is bounded in bytes)."""
     data = text.encode("utf-8", errors="replace")
@@ -166,7 +132,7 @@ class ChatConnection(Protocol, TimeoutMixin):
     def __init__(self, node: Node, peers: PeerCounter | None = None, budget: OutgoingBudget | None = None) -> None:
         self.node = node
         self.callLater = node.clock.callLater  # TimeoutMixin schedules on the node's clock
-        self.decoder = FrameSplitter(node.config.max_frame)
+        self.decoder = FrameDecoder(node.config.max_frame)
         self.state = State.CONNECTED
         self.session: Session | None = None
         self.peer_host = ""
